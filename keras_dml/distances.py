@@ -1,0 +1,108 @@
+"""Pairwise distances, similarities and label masks, written with `keras.ops` only.
+
+Every function takes embeddings `x` of shape `(n, D)` and optionally `y` of shape
+`(m, D)` (default: `x` itself) and returns an `(n, m)` matrix.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_dml import distances
+>>> x = np.eye(3, dtype="float32")
+>>> tuple(distances.euclidean(x).shape)
+(3, 3)
+"""
+from keras import ops
+
+# Squared distances below this are treated as exactly zero by `euclidean`, so the
+# square root never sees a value whose gradient would be infinite.
+_SQRT_EPSILON = 1e-12
+
+
+def dot_product(x, y=None):
+    """Similarity `s_ij = x_i . y_j`."""
+    y = x if y is None else y
+    return ops.matmul(x, ops.transpose(y))
+
+
+def cosine_similarity(x, y=None):
+    """Similarity `s_ij = x_i . y_j / (||x_i|| ||y_j||)`; zero vectors give 0."""
+    x = l2_normalize(x)
+    y = x if y is None else l2_normalize(y)
+    return dot_product(x, y)
+
+
+def squared_euclidean(x, y=None):
+    """Distance `d_ij^2 = ||x_i - y_j||^2 = ||x_i||^2 + ||y_j||^2 - 2 x_i . y_j`, clamped at 0."""
+    y_given = y is not None
+    y = y if y_given else x
+    x_sq = ops.sum(ops.square(x), axis=-1)
+    y_sq = ops.sum(ops.square(y), axis=-1) if y_given else x_sq
+    d2 = x_sq[:, None] + y_sq[None, :] - 2.0 * dot_product(x, y)
+    return ops.maximum(d2, 0.0)
+
+
+def safe_sqrt(d2):
+    """`sqrt(d2)` whose gradient is 0 (not inf or NaN) where `d2` is (numerically) 0."""
+    positive = d2 > _SQRT_EPSILON
+    return ops.where(positive, ops.sqrt(ops.where(positive, d2, 1.0)), 0.0)
+
+
+def euclidean(x, y=None):
+    """Distance `d_ij = ||x_i - y_j||`, with a gradient that stays finite at `d_ij = 0`."""
+    return safe_sqrt(squared_euclidean(x, y))
+
+
+def l2_normalize(x, epsilon=1e-12):
+    """Rows scaled to unit length; a zero row stays zero (finite gradient)."""
+    norm_sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(norm_sq, epsilon))
+
+
+DISTANCES = {
+    "euclidean": euclidean,
+    "squared_euclidean": squared_euclidean,
+    "cosine": cosine_similarity,
+    "dot": dot_product,
+}
+SIMILARITIES = ("cosine", "dot")
+
+
+def get(name):
+    """The pairwise function called `name`: one of `DISTANCES`' keys."""
+    if name not in DISTANCES:
+        raise ValueError(
+            f"Unknown distance={name!r}; expected one of {sorted(DISTANCES)}."
+        )
+    return DISTANCES[name]
+
+
+def is_similarity(name):
+    """True when larger values of the named function mean *closer*."""
+    get(name)
+    return name in SIMILARITIES
+
+
+def label_masks(labels, other_labels=None):
+    """Boolean `(positive, negative)` masks for a batch of integer labels.
+
+    `positive[i, j]` is true for `i != j` with the same label (the diagonal is left out
+    when `other_labels` is not given); `negative[i, j]` for different labels.
+    """
+    labels = ops.reshape(labels, (-1,))
+    other = labels if other_labels is None else ops.reshape(other_labels, (-1,))
+    same = ops.equal(labels[:, None], other[None, :])
+    positive = same
+    if other_labels is None:
+        n = ops.shape(labels)[0]
+        positive = ops.logical_and(same, ops.logical_not(ops.eye(n, dtype="bool")))
+    return positive, ops.logical_not(same)
+
+
+def paired_euclidean(x, y):
+    """Row-by-row distance `||x_i - y_i||`, `(n,)`, finite gradient at 0."""
+    return safe_sqrt(ops.sum(ops.square(x - y), axis=-1))
+
+
+def paired_dot(x, y):
+    """Row-by-row similarity `x_i . y_i`, `(n,)`."""
+    return ops.sum(x * y, axis=-1)

@@ -1,0 +1,121 @@
+"""`MetricLoss`: the one template every keras_dml loss follows.
+
+    labels, embeddings  -> checked (shapes, dtypes, finite values)
+                        -> float32, L2-normalised (`normalize=True`)
+                        -> per-anchor terms and validity   (each loss's `anchor_terms`)
+                        -> mean over valid anchors          (0 when there is none)
+
+The mean over valid anchors is taken so that a batch without any valid anchor gives
+exactly 0 with zero gradients (METHODS.md section 0), also under XLA.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dml import distances
+
+
+def _concrete(x):
+    """`x` as a NumPy array when its values are known now (eager), else None."""
+    try:
+        return np.asarray(x)
+    except Exception:  # a symbolic tensor (tf.function, jax tracer) has no values yet
+        return None
+
+
+def check_embeddings(embeddings, argument="y_pred"):
+    """`embeddings` as a float32 `(n, D)` tensor; raises `ValueError` naming `argument`."""
+    embeddings = ops.convert_to_tensor(embeddings)
+    if len(embeddings.shape) != 2:
+        raise ValueError(
+            f"{argument} (embeddings) must have shape (batch_size, embedding_dim); "
+            f"got shape {tuple(embeddings.shape)}."
+        )
+    if "float" not in keras.backend.standardize_dtype(embeddings.dtype):
+        raise ValueError(
+            f"{argument} (embeddings) must be floating point; got dtype {embeddings.dtype}."
+        )
+    values = _concrete(embeddings)
+    if values is not None and not np.all(np.isfinite(values)):
+        raise ValueError(f"{argument} (embeddings) contains NaN or inf values.")
+    return ops.cast(embeddings, "float32")
+
+
+def check_labels(labels, batch_size=None, argument="y_true"):
+    """`labels` as an int32 `(n,)` tensor; accepts shape `(n,)` or `(n, 1)`."""
+    labels = ops.convert_to_tensor(labels)
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if "int" not in dtype:
+        raise ValueError(
+            f"{argument} (labels) must hold integer class ids; got dtype {dtype}. "
+            "Cast them, e.g. labels.astype('int32')."
+        )
+    shape = tuple(labels.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise ValueError(f"{argument} (labels) must have shape (batch_size,) or (batch_size, 1); got {shape}.")
+    if batch_size is not None and shape[0] is not None and shape[0] != batch_size:
+        raise ValueError(
+            f"{argument} (labels) has {shape[0]} entries but the batch has {batch_size} embeddings."
+        )
+    return ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+
+def masked_mean(values, mask, axis=None, keepdims=False):
+    """Mean of `values` where `mask` holds; 0 (with zero gradient) where it never does."""
+    mask = ops.cast(mask, values.dtype)
+    total = ops.sum(ops.where(mask > 0, values, 0.0), axis=axis, keepdims=keepdims)
+    count = ops.sum(mask, axis=axis, keepdims=keepdims)
+    return total / ops.maximum(count, 1.0)
+
+
+def pair_values(full_matrix, paired, embeddings, selection):
+    """Values `(n, m)` of the pairs a miner selected.
+
+    `full_matrix()` gives the `(n, n)` matrix (distances or similarities, with
+    gradient). A single partner per anchor is recomputed from the embeddings with
+    `paired` instead, so its gradient is O(n D) and never touches the full matrix.
+    """
+    if selection.index is None:
+        return full_matrix()
+    if selection.index.shape[1] == 1:
+        partners = ops.take(embeddings, selection.index[:, 0], axis=0)
+        return paired(embeddings, partners)[:, None]
+    return ops.take_along_axis(full_matrix(), selection.index, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="keras_dml")
+class MetricLoss(keras.losses.Loss):
+    """Base class: `loss(labels, embeddings)` -> float32 scalar.
+
+    Subclasses implement `anchor_terms(labels, embeddings) -> (terms, valid)`, both of
+    shape `(n,)`, on labels `int32 (n,)` and float32 embeddings `(n, D)` (already
+    normalised when `normalize=True`).
+    """
+
+    def __init__(self, normalize=True, name=None):
+        super().__init__(name=name, reduction="sum_over_batch_size", dtype="float32")
+        self.normalize = bool(normalize)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__} does not take sample_weight: it averages over the "
+                "valid anchors of the batch."
+            )
+        embeddings = check_embeddings(y_pred)
+        labels = check_labels(y_true, batch_size=embeddings.shape[0])
+        return self.call(labels, embeddings)
+
+    def call(self, y_true, y_pred):
+        embeddings = ops.cast(y_pred, "float32")
+        if self.normalize:
+            embeddings = distances.l2_normalize(embeddings)
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        terms, valid = self.anchor_terms(labels, embeddings)
+        return masked_mean(terms, valid)
+
+    def anchor_terms(self, labels, embeddings):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name, "normalize": self.normalize}

@@ -1,0 +1,121 @@
+"""Which positives and negatives each anchor uses (METHODS.md section 1).
+
+Miners work on a stop-gradient distance matrix `dist` `(n, n)` and boolean label
+masks, and return a `Selection`: `index` `(n, m)` holds the column of each chosen
+partner and `valid` `(n, m)` says whether that choice exists; `index=None` means every
+column (`m = n`) with `valid` the mask itself. Shapes never depend on the data, so every
+loss built on them compiles under XLA. Ties go to the lower index.
+
+| strategy | anchor `i` uses |
+|---|---|
+| `positive="all"` | every positive |
+| `positive="easy"` | the nearest positive `argmin_j d_ij` (against class collapse) |
+| `positive="hard"` | the farthest positive `argmax_j d_ij` |
+| `negative="all"` | every negative |
+| `negative="hard"` | the nearest negative `argmin_k d_ik` |
+| `negative="semihard"` | the nearest negative with `d_ik > d_ip`, else the nearest negative |
+
+Example:
+
+>>> import numpy as np
+>>> from keras_dml import distances, miners
+>>> x = np.array([[0.0], [1.0], [3.0], [0.5]], "float32")
+>>> pos, neg = distances.label_masks(np.array([0, 0, 0, 1]))
+>>> sel = miners.mine_positives(distances.euclidean(x), pos, "easy")
+>>> np.asarray(sel.index)[:, 0].tolist()
+[1, 0, 1, 0]
+"""
+from collections import namedtuple
+
+from keras import ops
+
+POSITIVE_STRATEGIES = ("all", "easy", "hard")
+NEGATIVE_STRATEGIES = ("all", "hard", "semihard")
+
+# Stands in for "no such pair" in masked reductions: finite, so nothing downstream
+# can turn it into inf or NaN, and larger than any distance between real embeddings.
+FAR = 1e9
+
+Selection = namedtuple("Selection", ["index", "valid"])
+
+
+def check_strategy(argument, value, choices):
+    """Raise a `ValueError` naming `argument` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"Unknown {argument}={value!r}; expected one of {list(choices)}.")
+    return value
+
+
+def nearest(dist, mask):
+    """Per row, the column of the smallest `dist` where `mask` holds: `(index, valid)`, `(n,)` each."""
+    index = ops.argmin(ops.where(mask, dist, FAR), axis=1)
+    return ops.cast(index, "int32"), ops.any(mask, axis=1)
+
+
+def farthest(dist, mask):
+    """Per row, the column of the largest `dist` where `mask` holds: `(index, valid)`, `(n,)` each."""
+    index = ops.argmax(ops.where(mask, dist, -FAR), axis=1)
+    return ops.cast(index, "int32"), ops.any(mask, axis=1)
+
+
+def _single(index, valid):
+    return Selection(index[:, None], valid[:, None])
+
+
+def mine_positives(dist, positive_mask, strategy="all"):
+    """The positives each anchor uses under `strategy` (`"all" | "easy" | "hard"`)."""
+    check_strategy("positive", strategy, POSITIVE_STRATEGIES)
+    if strategy == "all":
+        return Selection(None, positive_mask)
+    pick = nearest if strategy == "easy" else farthest
+    return _single(*pick(dist, positive_mask))
+
+
+def mine_negatives(dist, negative_mask, strategy="all", positive_dist=None):
+    """The negatives each anchor uses under `strategy` (`"all" | "hard" | "semihard"`).
+
+    `"semihard"` needs `positive_dist`, `(n, m)` distances of the positives the
+    negatives are paired with, and returns one negative for each of them.
+    """
+    check_strategy("negative", strategy, NEGATIVE_STRATEGIES)
+    if strategy == "all":
+        return Selection(None, negative_mask)
+    if strategy == "hard":
+        return _single(*nearest(dist, negative_mask))
+    if positive_dist is None:
+        raise ValueError('negative="semihard" needs the distances of the selected positives.')
+    return semihard_negatives(dist, negative_mask, positive_dist)
+
+
+def semihard_negatives(dist, negative_mask, positive_dist):
+    """For each anchor `i` and threshold `t = positive_dist[i, a]`, the nearest negative
+    with `d_ik > t`, or the nearest negative when there is none (FaceNet).
+
+    One threshold per anchor is a masked minimum; many (every positive of the anchor)
+    use each row's sorted negatives and a binary search, O(n^2 log n) instead of n^3.
+    """
+    hard_index, has_negative = nearest(dist, negative_mask)
+    valid = ops.broadcast_to(has_negative[:, None], ops.shape(positive_dist))
+    if positive_dist.shape[1] == 1:
+        beyond = ops.logical_and(negative_mask, dist > positive_dist)
+        semi_index, has_semi = nearest(dist, beyond)
+        index = ops.where(has_semi, semi_index, hard_index)[:, None]
+        return Selection(index, valid)
+    masked = ops.where(negative_mask, dist, FAR)
+    order = ops.cast(ops.argsort(masked, axis=1), "int32")
+    ascending = ops.take_along_axis(masked, order, axis=1)
+    rank = count_at_most(ascending, positive_dist)
+    negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=1, keepdims=True)
+    has_semi = rank < negatives
+    last = ops.shape(dist)[1] - 1
+    semi_index = ops.take_along_axis(order, ops.minimum(rank, last), axis=1)
+    index = ops.where(has_semi, semi_index, hard_index[:, None])
+    return Selection(index, valid)
+
+
+def count_at_most(ascending, thresholds):
+    """`out[i, a] = #{k : ascending[i, k] <= thresholds[i, a]}` for rows sorted ascending."""
+    def row(args):
+        return ops.searchsorted(args[0], args[1], side="right")
+
+    return ops.cast(ops.vectorized_map(row, (ascending, thresholds)), "int32")
