@@ -31,10 +31,13 @@ def _print_metrics(title, metrics):
     print(f"{title:<22}" + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys))
 
 
-def run_demo(loss="triplet", epochs=30, seed=0, batch_size=128, verbose=1):
+def run_demo(loss="triplet", epochs=20, seed=0, batch_size=128, verbose=1):
     """Train a small embedder on digits 0-4, evaluate retrieval on the unseen digits 5-9.
 
-    Returns `(model, metrics_before, metrics_after)`.
+    The embedder is a linear 16-d projection of the pixels, L2-normalised: on this
+    zero-shot split a deeper network overfits the five training classes, and
+    easy-positive triplets transfer to unseen classes where all/hard positives do not
+    (see docs/easy_positives.md). Returns `(model, metrics_before, metrics_after)`.
     """
     import keras
 
@@ -48,8 +51,7 @@ def run_demo(loss="triplet", epochs=30, seed=0, batch_size=128, verbose=1):
         [
             keras.Input(train_x.shape[1:]),
             keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(32),
+            keras.layers.Dense(16),
             keras.layers.UnitNormalization(),
         ],
         name="digits_embedder",
@@ -81,7 +83,7 @@ def build_parser():
     )
     demo.add_argument("--loss", choices=DEMO_LOSSES, default="triplet",
                       help="triplet = TripletLoss(positive='easy', negative='semihard') (default)")
-    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--epochs", type=int, default=20)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_demo)
     return parser
