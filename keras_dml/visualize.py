@@ -76,12 +76,14 @@ def retrieval_grid(path, images, labels, embeddings, num_queries=8, k=5, query_i
         raise ValueError(f"query_indices must be non-empty indices into the {n} samples.")
     found, _ = knn.nearest_neighbors(embeddings[query_indices], embeddings, k=k + 1, distance=distance)
     rows = len(query_indices)
-    frame_pixels = max(2.0, cell_pixels / 12)  # centred on the cell edge: half of it shows
+    frame_pixels = max(2.0, cell_pixels / 12)
+    inset = (frame_pixels / 2 + 1) / cell_pixels  # the frame, centred on the axes edge, stays in its cell
     figure = _figure((k + 1) * cell_pixels, rows * cell_pixels, dpi=cell_pixels)
     for row, (query, neighbors) in enumerate(zip(query_indices, found)):
         neighbors = [j for j in neighbors if j != query][:k]  # leave the query itself out
         for col, index in enumerate([query] + neighbors):
-            axes = figure.add_axes([col / (k + 1), 1 - (row + 1) / rows, 1 / (k + 1), 1 / rows])
+            axes = figure.add_axes([(col + inset) / (k + 1), 1 - (row + 1 - inset) / rows,
+                                    (1 - 2 * inset) / (k + 1), (1 - 2 * inset) / rows])
             axes.imshow(images[index], cmap="gray" if images.ndim == 3 else None, aspect="auto")
             axes.set_xticks([])
             axes.set_yticks([])

@@ -44,7 +44,7 @@ def test_retrieval_grid_frames_right_and_wrong_results(tmp_path):
     for name, lab, color in (("right", labels, visualize.RIGHT), ("wrong", wrong_label, visualize.WRONG)):
         path = visualize.retrieval_grid(tmp_path / f"{name}.png", images, lab, embeddings, k=1,
                                         query_indices=[query], cell_pixels=48)
-        pixel = imread(path)[24, 49, :3]  # left frame of the result cell
+        pixel = imread(path)[24, 48 + 3, :3]  # left frame of the result cell (x = 48..95)
         assert np.allclose(pixel, np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255, atol=0.02)
 
 
