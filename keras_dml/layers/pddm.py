@@ -20,7 +20,7 @@ class PDDM(keras.layers.Layer):
 
     `a` and `b` may broadcast against each other (e.g. `(n, 1, D)` and `(1, m, D)`).
     `pddm.pairwise(features)` scores every pair of an `(n, D)` batch as an `(n, n)`
-    matrix, symmetric by construction. It holds `(n, n, max(D, hidden_dim))` tensors,
+    matrix, symmetric by construction. It holds `(n, n, max(D, 2 * hidden_dim))` tensors,
     which is fine for batches of a few hundred samples (n = 200, D = 128: ~20 MB each)
     but grows quadratically beyond.
 

@@ -10,6 +10,7 @@ from keras import ops
 from keras_dml import distances, miners
 from keras_dml.layers.pddm import PDDM
 from keras_dml.losses.base import TrainableMetricLoss
+from keras_dml.losses.proxy import _positive_int
 
 
 def _squared_distance(a, b):
@@ -55,13 +56,11 @@ class PDDMLoss(TrainableMetricLoss):
 
     def __init__(self, embedding_dim, hidden_dim=None, alpha=0.5, beta=0.5, lam=0.5, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(embedding_dim, bool) or int(embedding_dim) != embedding_dim or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be a positive integer; got {embedding_dim!r}.")
         for argument, value in (("alpha", alpha), ("beta", beta), ("lam", lam)):
             if value < 0:
                 raise ValueError(f"{argument} must be >= 0; got {value}.")
-        self.embedding_dim = int(embedding_dim)
-        self.hidden_dim = None if hidden_dim is None else int(hidden_dim)
+        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.hidden_dim = None if hidden_dim is None else _positive_int("hidden_dim", hidden_dim)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.lam = float(lam)
