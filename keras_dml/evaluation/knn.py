@@ -36,8 +36,8 @@ SUPPORTED_DISTANCES = ("euclidean", "squared_euclidean", "cosine", "dot")
 _EMPTY = np.uint64(np.iinfo(np.uint64).max)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
-# A block whose share of values under the queries' bounds exceeds this is merged
-# densely (one partition of whole rows) instead of candidate by candidate.
+# When a block's share of values under the queries' bounds exceeds this, the bounds are
+# first tightened with the block's own order statistics.
 _DENSE_SHARE = 0.125
 # The symmetric schedule keeps every query's list alive at once; above this many bytes
 # of lists it falls back to query chunks that each scan the whole gallery.
@@ -116,15 +116,18 @@ def keys_to_values(keys, distance):
 
 
 def _sortable(values):
-    """float32 -> uint32 with the same order (-0.0 is folded onto +0.0 first)."""
-    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)
-    return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    """float32 -> uint32 with the same order (-0.0 is folded onto +0.0 first).
+
+    Non-negative floats get their sign bit set, negative ones all bits flipped.
+    """
+    bits = (values + np.float32(0.0)).view(np.int32)
+    return (bits ^ ((bits >> 31) | np.int32(-(2**31)))).view(np.uint32)
 
 
-def _unsortable(bits):
+def _unsortable(sortable):
     """Inverse of `_sortable`."""
-    bits = bits.astype(np.uint32)
-    return np.where(bits >> 31, bits & np.uint32(0x7FFFFFFF), ~bits).view(np.float32)
+    bits = sortable.astype(np.uint32).view(np.int32)
+    return (bits ^ (~(bits >> 31) | np.int32(-(2**31)))).view(np.float32)
 
 
 def _pack(values, gallery_ids):
@@ -156,17 +159,18 @@ class RunningTopK:
         """Offer `values[i, j]` as key of query `start + i`, gallery item `gallery_start + j`.
 
         With `transposed=True`, `values` is a block whose *columns* are the queries
-        (read as `values.T` without copying it when few values pass the bounds).
+        (read as `values.T` without copying it).
         """
-        rows, cols = (values.shape[1], values.shape[0]) if transposed else values.shape
+        axis = 0 if transposed else 1  # the gallery axis of `values`
+        rows = values.shape[1 - axis]
         bound = self.bound[start:start + rows]
-        mask = values <= (bound[None, :] if transposed else bound[:, None])
-        hits = np.flatnonzero(mask)
-        if len(hits) > _DENSE_SHARE * mask.size:
-            block = np.ascontiguousarray(values.T) if transposed else values
-            ids = np.arange(gallery_start, gallery_start + cols, dtype=np.uint64)
-            self._merge(start + np.arange(rows), _pack(block, ids[None, :]))
-            return
+        hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size and values.shape[axis] >= self.depth:
+            # Many values pass (a query's first block): each query's `depth`-th smallest
+            # value in this block alone is a tighter bound; filter again with it.
+            kth = np.partition(values, self.depth - 1, axis=axis).take(self.depth - 1, axis=axis)
+            bound = self.bound[start:start + rows] = np.minimum(bound, kth)
+            hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
         major, minor = np.divmod(hits, values.shape[1])
         if transposed:  # group the hits by query (column), keeping gallery order
             order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
@@ -259,8 +263,8 @@ def _symmetric_chunks(x, depth, distance, chunk_size):
     spans = _spans(len(x), chunk_size)
     right = _augment(x, distance, "right")
     topk = RunningTopK(len(x), depth)
-    # Diagonal blocks first: every query's first block is then a row block (merged
-    # densely without a transpose) and sets its bound before the sparse passes.
+    # Diagonal blocks first: every query's first block is then one of its row blocks,
+    # whose bound-tightening partition runs along contiguous memory.
     for a0, a1 in spans:
         block = _augment(x[a0:a1], distance, "left") @ right[a0:a1].T
         _exclude_self(block, 0)
