@@ -30,18 +30,14 @@ import numpy as np
 from keras import ops
 
 from keras_dml import distances
+from keras_dml.evaluation import metrics
 from keras_dml.losses.density import class_statistics
 
 
 def _check_set(embeddings, labels, normalize):
-    embeddings = np.asarray(embeddings, dtype="float64")
-    labels = np.asarray(labels).reshape(-1)
-    if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must have shape (n, dim); got {embeddings.shape}.")
-    if len(labels) != len(embeddings):
-        raise ValueError(f"labels has {len(labels)} entries but embeddings has {len(embeddings)} rows.")
-    if not np.all(np.isfinite(embeddings)):
-        raise ValueError("embeddings contains NaN or inf values.")
+    # the retrieval metrics' checks: (n, dim), finite, one label per row, n >= 2
+    embeddings, labels, _ = metrics._check(embeddings, labels, k=(1,))
+    embeddings = embeddings.astype("float64")
     if normalize:
         embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     return embeddings, labels
