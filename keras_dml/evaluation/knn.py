@@ -171,6 +171,11 @@ class RunningTopK:
             kth = np.partition(values, self.depth - 1, axis=axis).take(self.depth - 1, axis=axis)
             bound = self.bound[start:start + rows] = np.minimum(bound, kth)
             hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size:  # still many (deep lists): merge whole rows
+            ids = np.arange(gallery_start, gallery_start + values.shape[axis], dtype=np.uint64)
+            packed = _pack(values, np.expand_dims(ids, 1 - axis))
+            self._merge(slice(start, start + rows), packed.T if transposed else packed)
+            return
         major, minor = np.divmod(hits, values.shape[1])
         if transposed:  # group the hits by query (column), keeping gallery order
             order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
@@ -202,13 +207,14 @@ class RunningTopK:
             self._merge(over, extra)
 
     def _merge(self, queries, packed):
-        """Cut `queries`' lists plus the `(len(queries), m)` candidates back to `depth`."""
+        """Cut `queries`' lists (an index array or a slice) plus the candidates
+        `packed` (one row per query) back to their `depth` best."""
         both = np.concatenate([self.packed[queries], packed], axis=1)
-        kept = np.partition(both, self.depth - 1, axis=1)[:, :self.depth]
-        self.packed[queries, :self.depth] = kept
+        both.partition(self.depth - 1, axis=1)
+        self.packed[queries, :self.depth] = both[:, :self.depth]
         self.packed[queries, self.depth:] = _EMPTY
         self.fill[queries] = self.depth
-        self.bound[queries] = _bound_of(kept.max(axis=1))
+        self.bound[queries] = _bound_of(both[:, self.depth - 1])
 
     def result(self, start, stop):
         """`(gallery ids, keys)` of queries `start:stop`, closest first, ties by lower id."""
