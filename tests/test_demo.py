@@ -15,3 +15,17 @@ def test_demo_raises_held_out_recall_at_1():
 def test_demo_rejects_unknown_loss():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--loss", "arcface"])
+
+
+@pytest.mark.skipif(__import__("keras").backend.backend() != "tensorflow", reason="TensorFlow backend")
+def test_demo_command_ends_with_a_verified_export(tmp_path, capsys):
+    import json
+
+    from keras_dml.cli import main
+
+    assert main(["demo", "--epochs", "1", "--export-dir", str(tmp_path / "export")]) == 0
+    out = capsys.readouterr().out
+    assert "after training" in out and "parity with Keras" in out
+    card = json.loads((tmp_path / "export" / "model_card.json").read_text())
+    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
+    assert (tmp_path / "export" / "embedder.onnx").is_file()
