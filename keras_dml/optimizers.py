@@ -7,7 +7,8 @@ proxy variables their own copy of the optimizer, at `proxy_lr_multiplier` times 
 learning rate (a schedule is scaled step by step), inside a
 `keras.optimizers.MultiOptimizer`. Both copies keep their own moments, and AdamW's
 decoupled weight decay scales with each copy's learning rate, as a per-group learning
-rate does in other frameworks.
+rate does in other frameworks. `MultiOptimizer` arrived in Keras 3.15; the rest of
+keras_dml does not need it.
 
 Example:
 
@@ -48,6 +49,9 @@ def with_proxy_lr_multiplier(optimizer, proxy_lr_multiplier, variables=PROXY_VAR
     Returns a `keras.optimizers.MultiOptimizer` to pass to `model.compile(optimizer=...)`.
     Callbacks that change the learning rate must address `optimizer.optimizers[i]`.
     """
+    if not hasattr(keras.optimizers, "MultiOptimizer"):
+        raise ImportError(f"with_proxy_lr_multiplier needs Keras >= 3.15 (keras.optimizers.MultiOptimizer); "
+                          f"this is Keras {keras.__version__}.")
     if proxy_lr_multiplier <= 0:
         raise ValueError(f"proxy_lr_multiplier must be positive; got {proxy_lr_multiplier}.")
     optimizer = keras.optimizers.get(optimizer)
@@ -68,5 +72,6 @@ def with_proxy_lr_multiplier(optimizer, proxy_lr_multiplier, variables=PROXY_VAR
         scaled = ScaledSchedule(schedule, proxy_lr_multiplier)
     else:
         scaled = float(learning_rate) * proxy_lr_multiplier
-    proxy_optimizer = type(optimizer).from_config({**config, "learning_rate": scaled, "name": f"{optimizer.name}_proxies"})
+    proxy_config = {**config, "learning_rate": scaled, "name": f"{optimizer.name}_proxies"}
+    proxy_optimizer = type(optimizer).from_config(proxy_config)
     return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(optimizer, {variables: proxy_optimizer}))

@@ -146,7 +146,9 @@ class PotentialFieldLoss(ProxyLoss):
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0 (0 is the logarithmic limit); got {alpha}.")
         if delta_att <= 0 or delta_rep <= 0:
-            raise ValueError(f"delta_att and delta_rep must be positive; got delta_att={delta_att}, delta_rep={delta_rep}.")
+            raise ValueError(
+                f"delta_att and delta_rep must be positive; got delta_att={delta_att}, delta_rep={delta_rep}."
+            )
         miners.check_strategy("proxy_targets", proxy_targets, PROXY_TARGETS)
         super().__init__(num_classes, embedding_dim, proxies_per_class=proxies_per_class, **kwargs)
         self.proxies_per_class = int(proxies_per_class)
@@ -166,7 +168,8 @@ class PotentialFieldLoss(ProxyLoss):
             targets, target_labels = proxies, proxy_labels
             target_valid = ops.ones_like(target_index, dtype="bool")
         else:  # the proxies of each class present in the batch, counted at its first sample
-            target_index = ops.reshape(classes[:, None] * per_class + ops.arange(per_class, dtype="int32")[None, :], (-1,))
+            slots = ops.arange(per_class, dtype="int32")
+            target_index = ops.reshape(classes[:, None] * per_class + slots[None, :], (-1,))
             targets = ops.take(proxies, target_index, axis=0)
             target_labels = ops.repeat(classes, per_class)
             target_valid = ops.repeat(first_occurrence(classes), per_class)
