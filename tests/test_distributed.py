@@ -33,11 +33,29 @@ from keras_dml import losses, models
 rng = np.random.default_rng(0)
 X = rng.normal(size=(16, 6)).astype("float32")
 LABELS = np.repeat(np.arange(4), 4).astype("int32")
+
+
+class Sum(keras.layers.Layer):
+    # The sum of several criteria, each gathering the global batch itself: one fit checks them all.
+
+    def __init__(self, criteria):
+        super().__init__()
+        self.criteria = criteria
+        self.built = True
+
+    def call(self, labels, embeddings):
+        return sum(criterion(labels, embeddings) for criterion in self.criteria)
+
+
 CASES = {
     "triplet": lambda: losses.TripletLoss(positive="easy", negative="semihard"),
     "contrastive": lambda: losses.ContrastiveLoss(neg_margin=1.0),
     "potential_field": lambda: losses.PotentialFieldLoss(num_classes=4, embedding_dim=4, proxies_per_class=2),
     "pddm": lambda: losses.PDDMLoss(embedding_dim=4, hidden_dim=4),
+    "other_losses": lambda: Sum([
+        losses.NPairLoss(), losses.MultiSimilarityLoss(), losses.DensityAdaptive(losses.TripletLoss(), weight=1.0),
+        losses.ProxyAnchorLoss(num_classes=4, embedding_dim=4),
+    ]),
 }
 
 
@@ -47,7 +65,8 @@ def build(case, cross_replica=True):
         [keras.Input((6,)), keras.layers.Dense(4, kernel_regularizer=keras.regularizers.L2(0.01))]
     )
     criterion = CASES[case]()
-    criterion.cross_replica = cross_replica
+    for part in getattr(criterion, "criteria", [criterion]):
+        part.cross_replica = cross_replica
     if isinstance(criterion, keras.layers.Layer):
         model = models.MetricModel(embedder, criterion)
         model.build((None, 6))
@@ -180,7 +199,7 @@ def test_mirrored_fit_matches_single_device_on_the_global_batch(two_replica_runs
     cases = {(r["case"], r["cross_replica"]): r for r in results}
     assert set(cases) == {
         ("triplet", True), ("triplet", False), ("contrastive", True), ("contrastive_uneven", True),
-        ("potential_field", True), ("potential_field", False), ("pddm", True),
+        ("potential_field", True), ("potential_field", False), ("pddm", True), ("other_losses", True),
     }
     for (case, cross_replica), r in cases.items():
         # the embedder's kernel and bias, and the criterion's weights where it has some
