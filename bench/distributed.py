@@ -73,6 +73,7 @@ def run_one(args):
             criterion = losses.TripletLoss(positive="easy", negative="semihard")
         else:
             criterion = losses.PotentialFieldLoss(args.classes, args.embedding_dim, proxies_per_class=2)
+        criterion.cross_replica = args.cross_replica
         model = models.MetricModel(embedder, criterion)
         model.compile(optimizer=keras.optimizers.Adam(1e-4))
 
@@ -109,6 +110,8 @@ def main():
     parser.add_argument("--embedding-dim", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs (median reported)")
+    parser.add_argument("--cross-replica", action=argparse.BooleanOptionalAction, default=True,
+                        help="gather the global batch (default) or mine within each replica's slice")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: one replica count
     args = parser.parse_args()
@@ -125,7 +128,7 @@ def main():
     print(
         f"loss {args.loss}, global batch {batch} (P={args.classes_per_batch} x K={args.samples_per_class}), "
         f"MLP {args.input_dim}-{args.hidden_dim}-{args.hidden_dim}-{args.embedding_dim}, "
-        f"{args.steps} steps x {args.repeats} timed epochs, seed {args.seed}"
+        f"cross_replica={args.cross_replica}, {args.steps} steps x {args.repeats} timed epochs, seed {args.seed}"
     )
     print(f"{'replicas':>8} {'per replica':>11} {'steps/s':>9} {'samples/s':>10} {'speed-up':>8}  devices")
     base = None
