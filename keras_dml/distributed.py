@@ -68,16 +68,10 @@ def replica_context():
     return context
 
 
-def num_replicas():
-    """How many replicas share the current step: 1 outside a multi-replica replica context."""
-    context = replica_context()
-    return 1 if context is None else context.num_replicas_in_sync
-
-
 def replica_share(value):
-    """`value / R`: a replica's share of a global quantity whose gradients Keras sums."""
-    replicas = num_replicas()
-    return value if replicas == 1 else value / replicas
+    """`value / R` in a step on `R > 1` replicas, whose gradients Keras sums; else `value`."""
+    context = replica_context()
+    return value if context is None else value / context.num_replicas_in_sync
 
 
 def replica_loss(compute, labels, embeddings, cross_replica=True):
