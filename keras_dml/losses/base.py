@@ -1,6 +1,7 @@
 """`MetricLoss`: the one template every keras_dml loss follows.
 
     labels, embeddings  -> checked (shapes, dtypes, finite values)
+                        -> gathered from all replicas under tf.distribute (`cross_replica=True`)
                         -> float32, L2-normalised (`normalize=True`)
                         -> per-anchor terms and validity   (each loss's `anchor_terms`)
                         -> mean over valid anchors          (0 when there is none)
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import distances
+from keras_dml import distances, distributed
 
 
 def _concrete(x):
@@ -90,11 +91,17 @@ class MetricLoss(keras.losses.Loss):
     Subclasses implement `anchor_terms(labels, embeddings) -> (terms, valid)`, both of
     shape `(n,)`, on labels `int32 (n,)` and float32 embeddings `(n, D)` (already
     normalised when `normalize=True`).
+
+    Under a `tf.distribute` strategy with `cross_replica=True` the loss is computed on
+    the global batch gathered from all replicas (see `keras_dml.distributed`).
+    Subclasses need not forward `cross_replica`: `from_config` sets it after construction,
+    and it can be set on any instance, e.g. `loss.cross_replica = False`.
     """
 
-    def __init__(self, normalize=True, name=None):
+    def __init__(self, normalize=True, name=None, cross_replica=True):
         super().__init__(name=name, reduction="sum_over_batch_size", dtype="float32")
         self.normalize = bool(normalize)
+        self.cross_replica = bool(cross_replica)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -103,8 +110,8 @@ class MetricLoss(keras.losses.Loss):
                 "valid anchors of the batch."
             )
         embeddings = check_embeddings(y_pred)
-        labels = check_labels(y_true, batch_size=embeddings.shape[0])
-        return self.call(labels, embeddings)
+        labels = check_labels(distributed.built_labels(y_true), batch_size=embeddings.shape[0])
+        return distributed.replica_loss(self.call, labels, embeddings, self.cross_replica)
 
     def call(self, y_true, y_pred):
         embeddings = ops.cast(y_pred, "float32")
@@ -118,7 +125,15 @@ class MetricLoss(keras.losses.Loss):
         raise NotImplementedError
 
     def get_config(self):
-        return {"name": self.name, "normalize": self.normalize}
+        return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        cross_replica = config.pop("cross_replica", True)
+        loss = cls(**config)
+        loss.cross_replica = bool(cross_replica)
+        return loss
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -135,18 +150,19 @@ class TrainableMetricLoss(keras.layers.Layer):
     (one mean) or `(k, m)` (a sum of `k` means over different sets), and create their
     weights in `__init__` or in `build(labels_shape, embeddings_shape)`. A subclass that
     takes embeddings as they are sets `normalize = False`. The loss math runs in float32
-    whatever the global dtype policy.
+    whatever the global dtype policy. `cross_replica` is as for `MetricLoss`.
     """
 
     normalize = True
 
-    def __init__(self, **kwargs):
+    def __init__(self, cross_replica=True, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32"})
+        self.cross_replica = bool(cross_replica)
 
     def __call__(self, labels, embeddings):
         embeddings = check_embeddings(embeddings, argument="embeddings")
         labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
-        return super().__call__(labels, embeddings)
+        return distributed.replica_loss(super().__call__, labels, embeddings, self.cross_replica)
 
     def call(self, labels, embeddings):
         if self.normalize:
@@ -156,3 +172,6 @@ class TrainableMetricLoss(keras.layers.Layer):
 
     def terms(self, labels, embeddings):
         raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "cross_replica": self.cross_replica}

@@ -2,6 +2,8 @@
 import keras
 from keras import ops
 
+from keras_dml import distributed
+
 
 @keras.saving.register_keras_serializable(package="keras_dml")
 class MetricModel(keras.Model):
@@ -54,8 +56,8 @@ class MetricModel(keras.Model):
         if sample_weight is not None:
             raise ValueError("MetricModel does not take sample_weight: its criterion averages over the batch.")
         loss = self.criterion(y, y_pred)
-        for extra in self.losses:
-            loss = loss + ops.cast(ops.sum(extra), loss.dtype)
+        for extra in self.losses:  # a replica's share, like the criterion's, under tf.distribute
+            loss = loss + distributed.replica_share(ops.cast(ops.sum(extra), loss.dtype))
         return loss
 
     def get_config(self):
