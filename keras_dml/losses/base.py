@@ -119,3 +119,40 @@ class MetricLoss(keras.losses.Loss):
 
     def get_config(self):
         return {"name": self.name, "normalize": self.normalize}
+
+
+@keras.saving.register_keras_serializable(package="keras_dml")
+class TrainableMetricLoss(keras.layers.Layer):
+    """Base class for criteria with trainable weights: `criterion(labels, embeddings)` -> float32 scalar.
+
+    The same template as `MetricLoss`, as a layer so that `keras_dml.models.MetricModel`
+    trains its weights with the embedder and saves them with the model:
+
+        labels, embeddings -> checked -> float32, L2-normalised -> `terms(labels, embeddings)`
+                           -> mean of each row of terms over its valid entries, summed
+
+    Subclasses implement `terms(labels, embeddings) -> (terms, valid)`, of shape `(m,)`
+    (one mean) or `(k, m)` (a sum of `k` means over different sets), and create their
+    weights in `__init__` or in `build(labels_shape, embeddings_shape)`. A subclass that
+    takes embeddings as they are sets `normalize = False`. The loss math runs in float32
+    whatever the global dtype policy.
+    """
+
+    normalize = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+
+    def __call__(self, labels, embeddings):
+        embeddings = check_embeddings(embeddings, argument="embeddings")
+        labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
+        return super().__call__(labels, embeddings)
+
+    def call(self, labels, embeddings):
+        if self.normalize:
+            embeddings = distances.l2_normalize(embeddings)
+        terms, valid = self.terms(labels, embeddings)
+        return ops.sum(masked_mean(terms, valid, axis=-1))
+
+    def terms(self, labels, embeddings):
+        raise NotImplementedError

@@ -1,0 +1,97 @@
+"""Plain NumPy (float64, loops) references for the losses, written from METHODS.md."""
+import numpy as np
+
+
+def normalize(x):
+    x = np.asarray(x, dtype="float64")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def distances(x):
+    return np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+
+
+def positives(d, y, i, strategy):
+    idx = [j for j in range(len(y)) if j != i and y[j] == y[i]]
+    if not idx or strategy == "all":
+        return idx
+    pick = min if strategy == "easy" else max
+    best = pick(d[i, j] for j in idx)
+    return [next(j for j in idx if d[i, j] == best)]
+
+
+def negatives(d, y, i, strategy, threshold=None):
+    idx = [k for k in range(len(y)) if y[k] != y[i]]
+    if not idx or strategy == "all":
+        return idx
+    if strategy == "semihard":
+        beyond = [k for k in idx if d[i, k] > threshold]
+        idx = beyond or idx
+    best = min(d[i, k] for k in idx)
+    return [next(k for k in idx if d[i, k] == best)]
+
+
+def contrastive(x, y, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all"):
+    x = normalize(x)
+    d = distances(x)
+    terms = []
+    for i in range(len(y)):
+        p = positives(d, y, i, positive)
+        if negative == "semihard":
+            n = negatives(d, y, i, negative, min(d[i, j] for j in p)) if p else []
+        else:
+            n = negatives(d, y, i, negative)
+        if not p and not n:
+            continue
+        term = np.mean([max(d[i, j] - pos_margin, 0) ** 2 for j in p]) if p else 0.0
+        term += np.mean([max(neg_margin - d[i, k], 0) ** 2 for k in n]) if n else 0.0
+        terms.append(term)
+    return np.mean(terms) if terms else 0.0
+
+
+def triplet(x, y, margin=0.2, positive="all", negative="all"):
+    x = normalize(x)
+    d = distances(x)
+    terms = []
+    for i in range(len(y)):
+        values = [
+            max(d[i, j] - d[i, k] + margin, 0)
+            for j in positives(d, y, i, positive)
+            for k in negatives(d, y, i, negative, d[i, j])
+        ]
+        if values:
+            terms.append(np.mean(values))
+    return np.mean(terms) if terms else 0.0
+
+
+def npair(x, y, temperature=0.1, positive="all", negative="all"):
+    x = normalize(x)
+    d, s = distances(x), x @ x.T
+    terms = []
+    for i in range(len(y)):
+        values = []
+        for j in positives(d, y, i, positive):
+            n = negatives(d, y, i, negative, d[i, j])
+            if n:
+                values.append(np.log1p(sum(np.exp((s[i, k] - s[i, j]) / temperature) for k in n)))
+        if values:
+            terms.append(np.mean(values))
+    return np.mean(terms) if terms else 0.0
+
+
+def multi_similarity(x, y, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+    x = normalize(x)
+    s = x @ x.T
+    terms = []
+    for i in range(len(y)):
+        p = [j for j in range(len(y)) if j != i and y[j] == y[i]]
+        n = [k for k in range(len(y)) if y[k] != y[i]]
+        if not p or not n:
+            continue
+        max_neg, min_pos = max(s[i, n]), min(s[i, p])
+        kept_p = [j for j in p if s[i, j] - epsilon < max_neg]
+        kept_n = [k for k in n if s[i, k] + epsilon > min_pos]
+        pos = np.log1p(sum(np.exp(-alpha * (s[i, j] - base)) for j in kept_p)) / alpha
+        neg = np.log1p(sum(np.exp(beta * (s[i, k] - base)) for k in kept_n)) / beta
+        terms.append(pos + neg)
+    return np.mean(terms) if terms else 0.0

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_dml import distances
+from tests.helpers import value_and_grad
+
+
+def test_matrices_match_numpy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+    diff = x[:, None] - y[None]
+    np.testing.assert_allclose(distances.squared_euclidean(x, y), (diff ** 2).sum(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(distances.euclidean(x, y), np.sqrt((diff ** 2).sum(-1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(distances.dot_product(x, y), x @ y.T, rtol=1e-5, atol=1e-6)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    yn = y / np.linalg.norm(y, axis=1, keepdims=True)
+    np.testing.assert_allclose(distances.cosine_similarity(x, y), xn @ yn.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(distances.paired_euclidean(x[:4], y), np.linalg.norm(x[:4] - y, axis=1), rtol=1e-5)
+
+
+def test_euclidean_gradient_finite_at_zero_distance():
+    x = np.array([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0]], "float32")
+    value, grad = value_and_grad(lambda v: ops.sum(distances.euclidean(v)) + ops.sum(distances.l2_normalize(v)), x)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+def test_label_masks():
+    pos, neg = distances.label_masks(np.array([0, 1, 0]))
+    assert np.asarray(pos).tolist() == [[False, False, True], [False, False, False], [True, False, False]]
+    assert np.asarray(neg).tolist() == [[False, True, False], [True, False, True], [False, True, False]]
+
+
+def test_unknown_distance_name():
+    with pytest.raises(ValueError, match="distance"):
+        distances.get("manhattan")
+    assert distances.get("cosine") is distances.cosine_similarity
