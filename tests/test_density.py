@@ -80,7 +80,7 @@ def test_regularizer_without_normalization_matches_reference():
     labels, x = clustered_batch(3)
     expected = reference_regularizer(labels, x, 0.5)
     assert expected > 0.0
-    np.testing.assert_allclose(float(density_regularizer(labels, x, normalize=False)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(density_regularizer(labels, x, rho=0.5, normalize=False)), expected, rtol=1e-5)
 
 
 def penalised_and_free(labels, x, rho):
@@ -90,7 +90,7 @@ def penalised_and_free(labels, x, rho):
 
 def test_gradient_does_not_move_class_centres():
     labels, x = clustered_batch(4)
-    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, normalize=False), x)
+    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, rho=0.5, normalize=False), x)
     penalised, free = penalised_and_free(labels, x, 0.5)
     assert penalised and free
     assert np.all(np.isfinite(grad))
@@ -107,7 +107,7 @@ def test_gradient_acts_through_spread_only():
     labels, x = clustered_batch(5)
     x64 = x.astype("float64")
     gaps = reference_gaps(labels, x64)
-    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, normalize=False), x)
+    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, rho=0.5, normalize=False), x)
     eps = 1e-4
     numeric = np.zeros_like(x64)
     for index in np.ndindex(*x.shape):
@@ -123,7 +123,7 @@ def test_descent_spreads_penalised_classes():
     labels, x = clustered_batch(6)
     x = normalized(x)
     penalised, _ = penalised_and_free(labels, x, 0.5)
-    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, normalize=False), x)
+    _, grad = value_and_grad(lambda v: density_regularizer(labels, v, rho=0.5, normalize=False), x)
     moved = x - 0.05 * grad
     before = reference_terms(labels, x, 0.5, reference_gaps(labels, x))
     after = reference_terms(labels, moved, 0.5, reference_gaps(labels, x))

@@ -30,14 +30,13 @@ import numpy as np
 from keras import ops
 
 from keras_dml import distances
-from keras_dml.evaluation import metrics
+from keras_dml.evaluation import knn
 from keras_dml.losses.density import class_statistics
 
 
 def _check_set(embeddings, labels, normalize):
-    # the retrieval metrics' checks: (n, dim), finite, one label per row, n >= 2
-    embeddings, labels, _ = metrics._check(embeddings, labels, k=(1,))
-    embeddings = embeddings.astype("float64")
+    embeddings = knn.check_embeddings(embeddings).astype("float64")
+    labels = knn.check_column(labels, len(embeddings), "labels")
     if normalize:
         embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     return embeddings, labels
@@ -78,9 +77,7 @@ def mode_preservation(embeddings, labels, modes, k=5, normalize=True):
       averaged over classes (3 for three intact modes, usually 0 for a collapsed class).
     """
     embeddings, labels = _check_set(embeddings, labels, normalize)
-    modes = np.asarray(modes).reshape(-1)
-    if len(modes) != len(labels):
-        raise ValueError(f"modes has {len(modes)} entries but labels has {len(labels)}.")
+    modes = knn.check_column(modes, len(labels), "modes")
     if int(k) < 1:
         raise ValueError(f"k must be >= 1; got k={k}.")
     shares, kept = [], []
