@@ -47,7 +47,7 @@ METHODS = {
     "density-triplet": {
         "loss": {"class": "DensityAdaptive", "params": {
             "base_loss": {"class": "TripletLoss", "params": {"margin": 0.2, "positive": "all", "negative": "semihard"}},
-            "weight": 0.1, "rho": 0.5}},
+            "weight": 3.0, "rho": 0.125}},
         "optimizer": "adam", "learning_rate": 1e-5,
     },
     "pddm": {

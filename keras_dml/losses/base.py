@@ -94,11 +94,9 @@ class MetricLoss(keras.losses.Loss):
 
     Under a `tf.distribute` strategy with `cross_replica=True` the loss is computed on
     the global batch gathered from all replicas (see `keras_dml.distributed`).
-    Subclasses need not forward `cross_replica`: `from_config` sets it after construction,
-    and it can be set on any instance, e.g. `loss.cross_replica = False`.
     """
 
-    def __init__(self, normalize=True, name=None, cross_replica=True):
+    def __init__(self, normalize=True, cross_replica=True, name=None):
         super().__init__(name=name, reduction="sum_over_batch_size", dtype="float32")
         self.normalize = bool(normalize)
         self.cross_replica = bool(cross_replica)
@@ -127,14 +125,6 @@ class MetricLoss(keras.losses.Loss):
     def get_config(self):
         return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        cross_replica = config.pop("cross_replica", True)
-        loss = cls(**config)
-        loss.cross_replica = bool(cross_replica)
-        return loss
-
 
 @keras.saving.register_keras_serializable(package="keras_dml")
 class TrainableMetricLoss(keras.layers.Layer):
@@ -148,7 +138,8 @@ class TrainableMetricLoss(keras.layers.Layer):
 
     Subclasses implement `terms(labels, embeddings) -> (terms, valid)`, of shape `(m,)`
     (one mean) or `(k, m)` (a sum of `k` means over different sets), and create their
-    weights in `__init__` or in `build(labels_shape, embeddings_shape)`. A subclass that
+    weights in `__init__` or in `build(labels_shape, embeddings_shape)`; one that sets
+    `self.embedding_dim` gets embeddings of any other width rejected. A subclass that
     takes embeddings as they are sets `normalize = False`. The loss math runs in float32
     whatever the global dtype policy. `cross_replica` is as for `MetricLoss`.
     """
@@ -161,6 +152,12 @@ class TrainableMetricLoss(keras.layers.Layer):
 
     def __call__(self, labels, embeddings):
         embeddings = check_embeddings(embeddings, argument="embeddings")
+        expected = getattr(self, "embedding_dim", None)
+        if expected is not None and embeddings.shape[-1] != expected:
+            raise ValueError(
+                f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
+                f"embedding_dim={expected}."
+            )
         labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
         return distributed.replica_loss(super().__call__, labels, embeddings, self.cross_replica)
 

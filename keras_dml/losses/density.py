@@ -129,7 +129,11 @@ class DensityAdaptive(MetricLoss):
             )
         if weight < 0:
             raise ValueError(f"weight must be >= 0; got weight={weight}.")
-        super().__init__(normalize=base_loss.normalize, name=name or f"density_adaptive_{base_loss.name}")
+        super().__init__(
+            normalize=base_loss.normalize,
+            cross_replica=base_loss.cross_replica,
+            name=name or f"density_adaptive_{base_loss.name}",
+        )
         self.base_loss = base_loss
         self.weight = float(weight)
         self.rho = check_rho(rho)

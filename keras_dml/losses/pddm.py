@@ -68,14 +68,6 @@ class PDDMLoss(TrainableMetricLoss):
         self.pddm.build((None, self.embedding_dim), (None, self.embedding_dim))
         self.built = True
 
-    def call(self, labels, embeddings):
-        if embeddings.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"embeddings have dimension {embeddings.shape[-1]} but PDDMLoss has "
-                f"embedding_dim={self.embedding_dim}."
-            )
-        return super().call(labels, embeddings)
-
     def mine(self, labels, embeddings):
         """`(j, k, l, valid)`, `(n,)` each: the quadruplet `(i, j, k, l)` of each anchor `i`."""
         scores = ops.stop_gradient(self.pddm.pairwise(embeddings))

@@ -47,11 +47,6 @@ class ProxyLoss(TrainableMetricLoss):
         self.built = True
 
     def call(self, labels, embeddings):
-        if embeddings.shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
-                f"embedding_dim={self.embedding_dim}."
-            )
         values = _concrete(labels)
         if values is not None and values.size and (values.min() < 0 or values.max() >= self.num_classes):
             raise ValueError(
