@@ -46,7 +46,7 @@ def class_statistics(labels, embeddings):
     Returns `(spread, gap, weight, valid)`: `spread[i] = sigma_{y_i}`; `gap[i] = g_{y_i}`
     (stop-gradient); `weight[i] = 1 / |y_i|`, so summing `weight * x` over samples sums
     `x` once per class; `valid[i]` says the class has >= 2 samples and another class
-    is in the batch. Invalid entries of `spread` and `gap` are 0.
+    is in the batch. `spread` is 0 where not valid, `gap` where there is no other class.
     """
     labels = ops.reshape(labels, (-1,))
     same = ops.cast(ops.equal(labels[:, None], labels[None, :]), embeddings.dtype)
