@@ -109,7 +109,8 @@ def _train(args):
         config = recipes.get_recipe(args.recipe)
     else:
         raise SystemExit("train needs --recipe NAME (see `keras-dml recipes`), or --run-dir DIR --resume.")
-    flags = {"epochs": args.epochs, "seed": args.seed, "data_dir": args.data_dir, "manual_dir": args.manual_dir}
+    flags = {"epochs": args.epochs, "seed": args.seed, "data_dir": args.data_dir, "manual_dir": args.manual_dir,
+             "strategy": args.strategy}
     config.update({k: v for k, v in flags.items() if v is not None})
     config.update(_parse_overrides(args.set))
     try:
@@ -197,6 +198,8 @@ def build_parser():
     train.add_argument("--seed", type=int)
     train.add_argument("--data-dir", help="TFDS data directory")
     train.add_argument("--manual-dir", help="folder with the datasets' original archives (see docs/data.md)")
+    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                       help="tf.distribute strategy (see docs/distributed.md)")
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="override recipe settings, e.g. --set learning_rate=3e-5 jit_compile=true")
     train.set_defaults(handler=_train)

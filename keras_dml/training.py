@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     jit_compile: object = "auto"
     mixed_precision: str = None
+    strategy: str = "default"
 
     @classmethod
     def from_dict(cls, values):
@@ -155,6 +156,31 @@ def _prepare_run_dir(run_dir, config, resume):
     return run_dir
 
 
+def make_strategy(config):
+    """The `tf.distribute` strategy of `config.strategy` and the `jit_compile` to use under it."""
+    from keras_dml import distributed
+
+    if config.strategy == "multiworker":
+        raise ValueError(
+            "strategy='multiworker': Keras 3's model.fit fails under MultiWorkerMirroredStrategy "
+            "(it cannot reduce the (x, y) batch); the losses support it in a custom training loop, "
+            "see docs/distributed.md."
+        )
+    strategy = distributed.make_strategy(config.strategy)
+    jit_compile = config.jit_compile
+    if strategy.num_replicas_in_sync > 1:
+        if jit_compile is True:
+            raise ValueError("jit_compile=True fails in Keras's fit on several replicas "
+                             "(keras-team/keras#19005); use jit_compile='auto' or False.")
+        jit_compile = False
+        if config.classes_per_batch % strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"classes_per_batch={config.classes_per_batch} must be a multiple of the "
+                f"{strategy.num_replicas_in_sync} replicas, so that each replica gets whole classes."
+            )
+    return strategy, jit_compile
+
+
 def train(config, run_dir, resume=False, callbacks=(), verbose=1):
     """Train as `config` says, writing the run directory; returns `(model, metrics)`."""
     from keras_dml.evaluation import RetrievalEvaluation
@@ -162,6 +188,7 @@ def train(config, run_dir, resume=False, callbacks=(), verbose=1):
 
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
+    strategy, jit_compile = make_strategy(config)
     run_dir = _prepare_run_dir(run_dir, config, resume)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -170,11 +197,13 @@ def train(config, run_dir, resume=False, callbacks=(), verbose=1):
     train_batches, test_batches, num_classes, input_shape, train_size = load_data(config)
     batch_size = config.classes_per_batch * config.samples_per_class
     steps = config.steps_per_epoch or max(1, train_size // batch_size)
-    embedder = build_embedder(config.backbone, config.embedding_dim, input_shape=input_shape, weights=config.weights,
-                              pooling=config.pooling, freeze_batchnorm=config.freeze_batchnorm)
-    model = MetricModel(embedder, build_criterion(config.loss, num_classes, config.embedding_dim))
-    model.build((None, *input_shape))
-    model.compile(optimizer=build_optimizer(config), jit_compile=config.jit_compile)
+    with strategy.scope():
+        embedder = build_embedder(config.backbone, config.embedding_dim, input_shape=input_shape,
+                                  weights=config.weights, pooling=config.pooling,
+                                  freeze_batchnorm=config.freeze_batchnorm)
+        model = MetricModel(embedder, build_criterion(config.loss, num_classes, config.embedding_dim))
+        model.build((None, *input_shape))
+        model.compile(optimizer=build_optimizer(config), jit_compile=jit_compile)
 
     backup_dir = run_dir / "backup"
     done = _finished_epochs(backup_dir)

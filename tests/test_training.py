@@ -81,6 +81,15 @@ def test_every_digits_recipe_trains(tmp_path, method):
     assert 0.0 < metrics["recall@1"] <= 1.0
 
 
+def test_mirrored_strategy_run_and_strategy_errors(tmp_path):
+    _, metrics = training.train(_digits(epochs=1, steps_per_epoch=2, strategy="mirrored"), tmp_path / "m", verbose=0)
+    assert 0.0 < metrics["recall@1"] <= 1.0
+    with pytest.raises(ValueError, match="multiworker"):
+        training.train(_digits(strategy="multiworker"), tmp_path / "w", verbose=0)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        training.train(_digits(strategy="tpu-pod"), tmp_path / "t", verbose=0)
+
+
 def test_bad_loss_spec_and_optimizer():
     with pytest.raises(ValueError, match="Unknown loss class"):
         training.build_criterion({"class": "ArcFace"}, 5, 16)
