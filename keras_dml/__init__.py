@@ -5,6 +5,11 @@ onnxruntime), `keras_dml.visualize` (matplotlib), `keras_dml.training`, `keras_d
 """
 __version__ = "0.1.0"
 
-from keras_dml import data, distances, distributed, evaluation, index, layers, losses, miners, models, optimizers  # noqa: E402,E501
+from keras_dml import (  # noqa: E402
+    data, distances, distributed, evaluation, index, layers, losses, miners, models, optimizers,
+)
 
-__all__ = ["data", "distances", "distributed", "evaluation", "index", "layers", "losses", "miners", "models", "optimizers", "__version__"]
+__all__ = [
+    "data", "distances", "distributed", "evaluation", "index", "layers", "losses", "miners", "models",
+    "optimizers", "__version__",
+]
