@@ -175,12 +175,9 @@ class Index:
         """`(positions, values)` of the `k` nearest stored rows of prepared queries."""
         if self.uses_faiss:
             return self._faiss_search(queries, k)
-        positions, keys = [], []
-        for _, _, ids, chunk_keys in knn.neighbor_chunks(queries, self.embeddings, k, self.distance,
-                                                         self.chunk_size):
-            positions.append(ids)
-            keys.append(chunk_keys)
-        return np.concatenate(positions), knn.keys_to_values(np.concatenate(keys), self.distance)
+        chunks = knn.neighbor_chunks(queries, self.embeddings, k, self.distance, self.chunk_size)
+        positions, keys = knn.collect(chunks, len(queries), k)
+        return positions, knn.keys_to_values(keys, self.distance)
 
     def _faiss_search(self, queries, k):
         faiss = _faiss()
