@@ -267,7 +267,11 @@ class Index:
 
     @classmethod
     def load(cls, directory):
-        """An index saved by `save`; a missing file or another format version is a ValueError."""
+        """An index saved by `save`; a missing file or another format version is a ValueError.
+
+        A faiss index is rebuilt from the stored embeddings; where faiss is not installed
+        the loaded index searches exactly instead.
+        """
         paths = {name: os.path.join(directory, name) for name in (_CONFIG_FILE, _ARRAYS_FILE)}
         for name, path in paths.items():
             if not os.path.isfile(path):

@@ -17,7 +17,8 @@ enter the list, so after the first block almost nothing is copied or sorted.
 
 When the queries are the gallery (`gallery=None`), the key matrix is symmetric: each
 block `(i, j)` with `i < j` is computed once and serves the queries of block `i` (its
-rows) and those of block `j` (its columns), which halves the arithmetic.
+rows) and those of block `j` (its columns), which halves the arithmetic. Blocks are
+computed in parallel by worker threads; the result does not depend on their order.
 
 Example:
 
@@ -44,7 +45,8 @@ _EMPTY = np.uint64(np.iinfo(np.uint64).max)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 # When a block's share of values under the queries' bounds exceeds this, the bounds are
-# first tightened with the block's own order statistics.
+# first tightened with the block's own order statistics, and if that is not enough the
+# block's rows are merged whole instead of value by value.
 _DENSE_SHARE = 0.125
 # The symmetric schedule keeps every query's list alive at once; above this many bytes
 # of lists it falls back to query chunks that each scan the whole gallery.
@@ -155,9 +157,9 @@ class RunningTopK:
     true `depth`-th best key, which makes `values <= bound` a safe filter.
     """
 
-    def __init__(self, num_queries, depth, slack=None):
+    def __init__(self, num_queries, depth):
         self.depth = int(depth)
-        self.width = self.depth + (int(slack) if slack else _default_slack(self.depth))
+        self.width = self.depth + _default_slack(self.depth)
         self.packed = np.full((num_queries, self.width), _EMPTY, np.uint64)
         self.fill = np.zeros(num_queries, np.int64)
         self.bound = np.full(num_queries, np.inf, np.float32)
@@ -186,10 +188,10 @@ class RunningTopK:
         major, minor = np.divmod(hits, values.shape[1])
         if transposed:  # group the hits by query (column), keeping gallery order
             order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
-            q, g = minor[order], major[order]
+            hits, q, g = hits[order], minor[order], major[order]
         else:
             q, g = major, minor
-        candidates = values.reshape(-1)[hits[order]] if transposed else values.reshape(-1)[hits]
+        candidates = values.reshape(-1)[hits]
         self._append(start, q, _pack(candidates, g.astype(np.uint64) + np.uint64(gallery_start)))
 
     def _append(self, start, q, packed):
@@ -263,6 +265,8 @@ def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_
         raise ValueError(f"depth must be in [1, {gallery_size}] (the gallery size); got {depth}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    if gallery_size >= 2**32:
+        raise ValueError(f"the gallery holds {gallery_size} items; packed keys allow fewer than 2**32.")
     threads = max(1, int(threads or _available_cores()))
     width = depth + _default_slack(depth)
     pool = ThreadPoolExecutor(threads)
