@@ -140,7 +140,7 @@ def main():
 
     print(f"\nretrieval metrics, D = 512, N / 50 classes; median of {args.rounds} alternating runs each; "
           f"load average after: {report['load_after'][0]:.2f}")
-    print(f"{'N':>7} {'keras_dml s':>12} {'peak MB':>8} {'PML s':>8} {'ratio':>6}   "
+    print(f"{'N':>7} {'keras_dml s':>12} {'peak MiB':>8} {'PML s':>8} {'ratio':>6}   "
           f"{'P@1':>15} {'R-Precision':>15} {'MAP@R':>15}")
     for n, row in report["sizes"].items():
         ours, pml = row["keras_dml"], row.get("pml")
@@ -159,7 +159,7 @@ def main():
     if args.sop:
         sop = report["sop"]
         print(f"\nSOP-sized: N = {sop['n']}, {sop['classes']} classes, R@1/10/100/1000 + MAP@R: "
-              f"{sop['seconds']:.1f} s, peak {sop['peak_mb']:.0f} MB beyond the {sop['embeddings_mb']:.0f} MB "
+              f"{sop['seconds']:.1f} s, peak {sop['peak_mb']:.0f} MiB beyond the {sop['embeddings_mb']:.0f} MiB "
               f"of embeddings; R@1 {sop['recall@1']:.4f}, R@1000 {sop['recall@1000']:.4f}, "
               f"MAP@R {sop['map_at_r']:.4f}")
     if args.json:
