@@ -1,0 +1,136 @@
+"""`build_embedder`: images -> backbone -> global pooling -> Dense -> L2 normalisation.
+
+The model takes images as they come: raw RGB pixel values in `[0, 255]` (float) for the
+`keras.applications` backbones, whose own preprocessing sits inside the model, and
+whatever the data holds for the small test backbones (the digits are `[0, 1]`).
+
+Example:
+
+>>> from keras_dml.models.embedder import build_embedder
+>>> embedder = build_embedder("small_cnn", embedding_dim=32, input_shape=(8, 8, 1), pooling="gem")
+>>> embedder.output_shape
+(None, 32)
+"""
+import keras
+
+from keras_dml.layers import ChannelNormalization, get_pooling
+
+# Keras's ResNet-50 was trained on BGR images minus these channel means ("caffe" mode).
+RESNET_CAFFE_MEAN = (103.939, 116.779, 123.68)
+
+# name -> (keras.applications constructor, extra keyword arguments). Every model but
+# ResNet-50 carries its own Rescaling / Normalization layers when built like this.
+APPLICATIONS = {
+    "resnet50": ("ResNet50", {}),
+    "efficientnet_b0": ("EfficientNetB0", {}),
+    "efficientnetv2_b0": ("EfficientNetV2B0", {"include_preprocessing": True}),
+    "efficientnetv2_s": ("EfficientNetV2S", {"include_preprocessing": True}),
+    "convnext_tiny": ("ConvNeXtTiny", {"include_preprocessing": True}),
+    "mobilenetv3_small": ("MobileNetV3Small", {"include_preprocessing": True}),
+    "mobilenetv3_large": ("MobileNetV3Large", {"include_preprocessing": True}),
+}
+SMALL_BACKBONES = ("small_cnn", "mlp")
+BACKBONES = tuple(APPLICATIONS) + SMALL_BACKBONES
+MIN_APPLICATION_SIZE = 32
+
+
+def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weights=None, pooling="avg",
+                   freeze_batchnorm=True, normalize=True):
+    """An embedding model: `backbone -> pooling -> Dense(embedding_dim) -> L2 normalise`.
+
+    Args:
+        backbone: one of `BACKBONES`: a `keras.applications` network (`"resnet50"`,
+            `"efficientnet_b0"`, `"efficientnetv2_b0"`, `"efficientnetv2_s"`,
+            `"convnext_tiny"`, `"mobilenetv3_small"`, `"mobilenetv3_large"`), which
+            takes RGB `(height, width, 3)` images of at least 32x32 with values in
+            `[0, 255]`; `"small_cnn"` (two 3x3 convolutions, any `(height, width,
+            channels)`), or `"mlp"` (one hidden layer of 256 on the flattened input).
+        embedding_dim: width of the embedding, at least 1.
+        input_shape: shape of one image, without the batch dimension.
+        weights: `None` (random initialisation) or `"imagenet"` (Keras downloads the
+            pretrained weights), or a weights file; applications backbones only.
+        pooling: `"avg"`, `"max"`, `"avgmax"` (their sum) or `"gem"` (generalized mean
+            with a learnable exponent); `"mlp"` has no feature map and takes only the
+            default.
+        freeze_batchnorm: keep every BatchNormalization layer of the backbone frozen
+            (statistics and scale/offset), so it runs in inference mode also during
+            `fit`: the usual setting when fine-tuning a pretrained backbone on the small
+            batches of metric learning. Set it to False when training from scratch.
+        normalize: end with L2 normalisation, so embeddings have unit norm.
+
+    Returns:
+        A functional `keras.Model` named `f"{backbone}_embedder"` from `images` to
+        `(batch, embedding_dim)` embeddings; its backbone is the layer `"backbone"`.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone={backbone!r}; expected one of {list(BACKBONES)}.")
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be an integer of at least 1; got embedding_dim={embedding_dim!r}.")
+    input_shape = _check_input_shape(backbone, input_shape)
+    if backbone == "mlp" and pooling != "avg":
+        raise ValueError(f"backbone='mlp' has no feature map to pool; leave pooling at its default, "
+                         f"got pooling={pooling!r}.")
+    pooling_layer = None if backbone == "mlp" else get_pooling(pooling, name=f"{pooling}_pooling")
+    if weights is not None and backbone in SMALL_BACKBONES:
+        raise ValueError(f"backbone={backbone!r} has no pretrained weights; use weights=None.")
+
+    images = keras.Input(input_shape, name="images")
+    x = images
+    if backbone == "resnet50":
+        x = ChannelNormalization(RESNET_CAFFE_MEAN, reverse_channels=True, name="resnet_preprocessing")(x)
+    net = _backbone(backbone, input_shape, weights)
+    if freeze_batchnorm:
+        for layer in _batchnorm_layers(net):
+            layer.trainable = False
+    x = net(x)
+    if pooling_layer is not None:
+        x = pooling_layer(x)
+    x = keras.layers.Dense(embedding_dim, name="embedding")(x)
+    if normalize:
+        x = keras.layers.UnitNormalization(name="l2_normalize")(x)
+    return keras.Model(images, x, name=f"{backbone}_embedder")
+
+
+def _check_input_shape(backbone, input_shape):
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise ValueError(f"input_shape must be positive integers without the batch dimension; "
+                         f"got input_shape={input_shape!r}.")
+    if backbone in APPLICATIONS:
+        if len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < MIN_APPLICATION_SIZE:
+            raise ValueError(
+                f"backbone={backbone!r} takes RGB images: input_shape=(height, width, 3) with height "
+                f"and width at least {MIN_APPLICATION_SIZE}; got input_shape={shape}. Resize the images "
+                "or use backbone='small_cnn' for small inputs."
+            )
+    elif backbone == "small_cnn" and len(shape) != 3:
+        raise ValueError(f"backbone='small_cnn' takes images of shape (height, width, channels); "
+                         f"got input_shape={shape}.")
+    return shape
+
+
+def _backbone(backbone, input_shape, weights):
+    """The feature extractor as a model named "backbone", from images to a feature map or vector."""
+    if backbone in APPLICATIONS:
+        constructor, options = APPLICATIONS[backbone]
+        net = getattr(keras.applications, constructor)(
+            include_top=False, weights=weights, input_shape=input_shape, **options)
+        net.name = "backbone"
+        return net
+    layers = keras.layers
+    if backbone == "small_cnn":
+        stack = [layers.Conv2D(32, 3, padding="same", activation="relu"),
+                 layers.MaxPooling2D(2, padding="same"),
+                 layers.Conv2D(64, 3, padding="same", activation="relu")]
+    else:
+        stack = [layers.Flatten(), layers.Dense(256, activation="relu")]
+    return keras.Sequential([keras.Input(input_shape), *stack], name="backbone")
+
+
+def _batchnorm_layers(layer):
+    """Every BatchNormalization layer inside `layer`, through nested models."""
+    for sub in getattr(layer, "layers", ()):
+        if isinstance(sub, keras.layers.BatchNormalization):
+            yield sub
+        else:
+            yield from _batchnorm_layers(sub)

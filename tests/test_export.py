@@ -1,0 +1,178 @@
+"""export_embedder: SavedModel and ONNX artefacts reload and match Keras; bad input and failures leave no trace."""
+import json
+import types
+
+import keras
+import numpy as np
+import onnxruntime
+import pytest
+import tensorflow as tf
+
+from keras_dml import export
+from keras_dml.export import ExportVerificationError, describe_export, export_embedder, load_embedder
+from keras_dml.models.embedder import build_embedder
+
+DIGITS_SCALE = 1 / 255
+
+
+def _pixels(shape, batch_size, seed):
+    return np.random.default_rng(seed).integers(0, 256, size=(batch_size, *shape)).astype("uint8")
+
+
+def _check_artefacts(embedder, directory, card, uint8, pixel_scale):
+    """Reload both artefacts independently of export_embedder and compare them with Keras."""
+    shape = tuple(embedder.input_shape[1:])
+    assert json.loads((directory / "model_card.json").read_text()) == card
+    assert card["input"] == {"name": "images", "shape": [None, *shape], "dtype": "uint8" if uint8 else "float32"}
+    assert card["output"]["shape"] == [None, embedder.output_shape[-1]] and card["normalized"] is True
+    assert set(card["verification"]["max_abs_diff"]) == {"saved_model", "onnx"}
+    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
+    assert card["verification"]["batch_sizes"] == [1, 3, 16]
+
+    signature = tf.saved_model.load(str(directory / "saved_model")).signatures["serving_default"]
+    session = onnxruntime.InferenceSession(str(directory / "embedder.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_input,), (onnx_output,) = session.get_inputs(), session.get_outputs()
+    assert (onnx_input.name, onnx_output.name) == ("images", "embeddings")
+    assert onnx_input.type == ("tensor(uint8)" if uint8 else "tensor(float)")
+    assert onnx_input.shape == ["batch", *shape]
+    for batch_size in (1, 3, 16):
+        pixels = _pixels(shape, batch_size, seed=10 + batch_size)
+        floats = pixels.astype("float32") * np.float32(pixel_scale)
+        feed = pixels if uint8 else floats
+        expected = keras.ops.convert_to_numpy(embedder(floats, training=False))
+        from_saved_model = signature(images=tf.constant(feed))["embeddings"].numpy()
+        from_onnx = session.run(["embeddings"], {"images": feed})[0]
+        assert from_saved_model.shape == from_onnx.shape == (batch_size, embedder.output_shape[-1])
+        np.testing.assert_allclose(from_saved_model, expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(from_onnx, expected, atol=1e-4, rtol=0)
+    assert not [p for p in directory.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+@pytest.fixture(scope="module")
+def small_embedder():
+    keras.utils.set_random_seed(0)
+    return build_embedder("small_cnn", embedding_dim=16, input_shape=(8, 8, 1), pooling="gem")
+
+
+@pytest.mark.parametrize("include_preprocessing", [True, False])
+def test_small_cnn_export_reloads_and_matches_keras(small_embedder, tmp_path, include_preprocessing):
+    directory = tmp_path / "export"
+    card = export_embedder(small_embedder, directory, include_preprocessing=include_preprocessing,
+                           pixel_scale=DIGITS_SCALE, metrics={"map_at_r": np.float32(0.5), "recall@1": 0.75})
+    _check_artefacts(small_embedder, directory, card, uint8=include_preprocessing, pixel_scale=DIGITS_SCALE)
+    assert card["metrics"] == {"map_at_r": 0.5, "recall@1": 0.75}
+    assert card["pixel_scale"] == (DIGITS_SCALE if include_preprocessing else None)
+    assert card["versions"]["tensorflow"] == tf.__version__ and "tf2onnx" in card["versions"]
+    text = describe_export(card, directory)
+    assert str(directory) in text and "embedder.onnx" in text and "serving_default" in text
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "efficientnet_b0"])
+def test_application_backbone_export_takes_uint8_and_matches_keras(tmp_path, backbone):
+    keras.utils.set_random_seed(0)
+    embedder = build_embedder(backbone, embedding_dim=16, input_shape=(32, 32, 3))
+    directory = tmp_path / backbone
+    card = export_embedder(embedder, directory)
+    _check_artefacts(embedder, directory, card, uint8=True, pixel_scale=1.0)
+
+
+def test_only_the_embedder_of_a_metric_model_is_exported(small_embedder, tmp_path):
+    class WithProxies(keras.Model):
+        def __init__(self, embedder):
+            super().__init__()
+            self.embedder = embedder
+            self.proxies = self.add_weight(shape=(10, 16), name="proxies")
+
+        def call(self, x):
+            return self.embedder(x)
+
+    card = export_embedder(WithProxies(small_embedder), tmp_path / "export", formats=("saved_model",),
+                           pixel_scale=DIGITS_SCALE)
+    saved = tf.train.list_variables(str(tmp_path / "export" / "saved_model" / "variables" / "variables"))
+    assert card["model_name"] == small_embedder.name and set(card["artefacts"]) == {"saved_model"}
+    assert sorted(shape for name, shape in saved if name != "_CHECKPOINTABLE_OBJECT_GRAPH") == \
+        sorted(list(v.shape) for v in small_embedder.variables)
+    assert not (tmp_path / "export" / "embedder.onnx").exists()
+
+
+def test_onnx_only_export_without_verification(small_embedder, tmp_path):
+    card = export_embedder(small_embedder, tmp_path / "export", formats="onnx", verify=False)
+    assert card["verification"] is None and set(card["artefacts"]) == {"onnx"}
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["embedder.onnx", "model_card.json"]
+    assert "not verified" in describe_export(card, tmp_path / "export")
+
+
+def test_bad_models_and_arguments_give_clear_errors(small_embedder, tmp_path):
+    feature_map = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)])
+    with pytest.raises(ValueError, match=r"outputs \(batch, embedding_dim\).*\(None, 6, 6, 4\)"):
+        export_embedder(feature_map, tmp_path / "a")
+    with pytest.raises(ValueError, match=r"Unknown export format\(s\) \['tflite'\]"):
+        export_embedder(small_embedder, tmp_path / "a", formats=("onnx", "tflite"))
+    with pytest.raises(ValueError, match="pixel_scale must be positive"):
+        export_embedder(small_embedder, tmp_path / "a", pixel_scale=0)
+    with pytest.raises(ValueError, match="metrics must be a JSON-serialisable dict"):
+        export_embedder(small_embedder, tmp_path / "a", metrics={"when": object()})
+    with pytest.raises(ValueError, match="keras.Model"):
+        export_embedder(types.SimpleNamespace(embedder="not a model"), tmp_path / "a")
+
+    class Unregistered(keras.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = keras.Input((4,))
+    custom = keras.Model(inputs, Unregistered()(keras.layers.Dense(3)(inputs)))
+    with pytest.raises(ValueError, match=r"custom classes Keras cannot reload.*Unregistered.*register_keras_serializable"):
+        export_embedder(custom, tmp_path / "a")
+    assert not any(tmp_path.iterdir())
+
+
+def test_non_empty_directory_is_refused_unless_overwrite(small_embedder, tmp_path):
+    directory = tmp_path / "export"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty; pass overwrite=True"):
+        export_embedder(small_embedder, directory, formats="saved_model", verify=False)
+    assert [p.name for p in directory.iterdir()] == ["notes.txt"]
+    export_embedder(small_embedder, directory, formats="saved_model", verify=False, overwrite=True)
+    assert sorted(p.name for p in directory.iterdir()) == ["model_card.json", "saved_model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_failure_mid_export_leaves_the_directory_as_it_was(small_embedder, tmp_path, monkeypatch):
+    directory = tmp_path / "export"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("keep me")
+
+    def broken_converter(*args):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr(export, "_write_onnx", broken_converter)
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        export_embedder(small_embedder, directory, overwrite=True)
+    assert [p.name for p in directory.iterdir()] == ["notes.txt"]
+    assert (directory / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference, not even 0, passes
+    with pytest.raises(ExportVerificationError, match="differ from Keras's.*saved_model.*onnx"):
+        export_embedder(small_embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
+    assert not any(tmp_path.iterdir())
+
+
+def test_load_embedder_from_keras_file_or_run_directory(small_embedder, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    small_embedder.save(run / "embedder.keras")
+    (run / "metrics.json").write_text(json.dumps({"map_at_r": 0.25}))
+    embedder, metrics = load_embedder(run)
+    assert metrics == {"map_at_r": 0.25} and embedder.name == small_embedder.name
+    images = _pixels((8, 8, 1), 2, seed=0).astype("float32") / 255
+    np.testing.assert_allclose(embedder.predict(images, verbose=0), small_embedder.predict(images, verbose=0))
+    embedder, metrics = load_embedder(run / "embedder.keras")
+    assert metrics is None
+    with pytest.raises(ValueError, match="must hold embedder.keras or exactly one .keras file"):
+        load_embedder(tmp_path)
+    with pytest.raises(ValueError, match="a .keras file or a run directory"):
+        load_embedder(run / "metrics.json")
