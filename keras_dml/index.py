@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from keras_dml.evaluation import knn
+from keras_dml.evaluation.rerank import rerank as rerank_candidates
 
 FORMAT_VERSION = 1
 _CONFIG_FILE = "index.json"
@@ -148,18 +149,14 @@ class Index:
         if not k <= depth <= len(self):
             raise ValueError(f"rerank_depth must be in [k={k}, {len(self)}]; got {depth}.")
         positions, _ = self._nearest(queries, depth)
-        scores = np.empty(positions.shape, np.float32)
-        for start in range(0, len(queries), self.chunk_size):
+        ids, scores = [], []
+        for start in range(0, len(queries), self.chunk_size):  # bounded (rows, depth, D) pairs
             rows = slice(start, start + self.chunk_size)
-            pairs = (np.repeat(queries[rows, None, :], depth, axis=1), self.embeddings[positions[rows]])
-            chunk = np.asarray(rerank(*pairs), dtype=np.float32)
-            if chunk.shape != positions[rows].shape:
-                raise ValueError(
-                    f"rerank must return scores of shape {positions[rows].shape}; got {chunk.shape}."
-                )
-            scores[rows] = chunk
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return self.ids[np.take_along_axis(positions, best, 1)], np.take_along_axis(scores, best, 1)
+            chunk_ids, chunk_scores = rerank_candidates(rerank, queries[rows], self.embeddings[positions[rows]],
+                                              self.ids[positions[rows]])
+            ids.append(chunk_ids[:, :k])
+            scores.append(chunk_scores[:, :k])
+        return np.concatenate(ids), np.concatenate(scores)
 
     def _check_queries(self, queries, k):
         if not len(self):
