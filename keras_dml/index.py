@@ -152,8 +152,9 @@ class Index:
         ids, scores = [], []
         for start in range(0, len(queries), self.chunk_size):  # bounded (rows, depth, D) pairs
             rows = slice(start, start + self.chunk_size)
-            chunk_ids, chunk_scores = rerank_candidates(rerank, queries[rows], self.embeddings[positions[rows]],
-                                              self.ids[positions[rows]])
+            chunk_ids, chunk_scores = rerank_candidates(
+                rerank, queries[rows], self.embeddings[positions[rows]], self.ids[positions[rows]]
+            )
             ids.append(chunk_ids[:, :k])
             scores.append(chunk_scores[:, :k])
         return np.concatenate(ids), np.concatenate(scores)
