@@ -91,31 +91,42 @@ def semihard_negatives(dist, negative_mask, positive_dist):
     """For each anchor `i` and threshold `t = positive_dist[i, a]`, the nearest negative
     with `d_ik > t`, or the nearest negative when there is none (FaceNet).
 
-    One threshold per anchor is a masked minimum; many (every positive of the anchor)
-    use each row's sorted negatives and a binary search, O(n^2 log n) instead of n^3.
+    `dist` and `positive_dist` may be any increasing function of the distance (squared
+    distances give the same choices). One threshold per anchor is one masked arg-min;
+    many (every positive of the anchor) sort each row's negatives once and binary-search
+    them, O(n^2 log n) instead of n^3.
     """
-    hard_index, has_negative = nearest(dist, negative_mask)
-    valid = ops.broadcast_to(has_negative[:, None], ops.shape(positive_dist))
+    has_negative = ops.any(negative_mask, axis=1, keepdims=True)
+    valid = ops.broadcast_to(has_negative, ops.shape(positive_dist))
     if positive_dist.shape[1] == 1:
         beyond = ops.logical_and(negative_mask, dist > positive_dist)
-        semi_index, has_semi = nearest(dist, beyond)
-        index = ops.where(has_semi, semi_index, hard_index)[:, None]
-        return Selection(index, valid)
+        candidates = ops.where(ops.any(beyond, axis=1, keepdims=True), beyond, negative_mask)
+        return Selection(nearest(dist, candidates)[0][:, None], valid)
     masked = ops.where(negative_mask, dist, FAR)
     order = ops.cast(ops.argsort(masked, axis=1), "int32")
     ascending = ops.take_along_axis(masked, order, axis=1)
     rank = count_at_most(ascending, positive_dist)
     negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=1, keepdims=True)
-    has_semi = rank < negatives
     last = ops.shape(dist)[1] - 1
     semi_index = ops.take_along_axis(order, ops.minimum(rank, last), axis=1)
-    index = ops.where(has_semi, semi_index, hard_index[:, None])
+    index = ops.where(rank < negatives, semi_index, order[:, :1])
     return Selection(index, valid)
 
 
 def count_at_most(ascending, thresholds):
-    """`out[i, a] = #{k : ascending[i, k] <= thresholds[i, a]}` for rows sorted ascending."""
-    def row(args):
-        return ops.searchsorted(args[0], args[1], side="right")
+    """`out[i, a] = #{k : ascending[i, k] <= thresholds[i, a]}` for rows sorted ascending.
 
-    return ops.cast(ops.vectorized_map(row, (ascending, thresholds)), "int32")
+    A binary search over every row at once, with gathers: `log2(n) + 1` steps.
+    """
+    length = ascending.shape[1]
+    steps = int(length).bit_length() if length is not None else 31
+    size = ops.shape(ascending)[1]
+    low = ops.zeros_like(thresholds, dtype="int32")
+    high = ops.full_like(thresholds, size, dtype="int32")
+    for _ in range(steps):
+        middle = (low + high) // 2
+        value = ops.take_along_axis(ascending, ops.minimum(middle, size - 1), axis=1)
+        right = ops.logical_and(value <= thresholds, low < high)
+        low = ops.where(right, middle + 1, low)
+        high = ops.where(right, high, middle)
+    return low

@@ -4,11 +4,20 @@
 `P_i` and `N_i` are the positives and negatives that the `positive=` and `negative=`
 strategies (see `keras_dml.miners`) select for anchor `i`.
 """
+from collections import namedtuple
+
 import keras
 from keras import ops
 
 from keras_dml import distances, miners
 from keras_dml.losses.base import MetricLoss, masked_mean, pair_values
+
+
+Mined = namedtuple("Mined", ["distance", "squared", "positive_mask", "negative_mask", "positives", "positive_dist"])
+Mined.__doc__ = """What `PairLoss.mine` found: `distance()` the full `(n, n)` distance matrix with
+gradient (built only when a strategy uses every pair), `squared` the stop-gradient
+squared distances the miners choose on (same order, no square root), the label masks,
+the selected `positives` and their distances `positive_dist` `(n, m)`, with gradient."""
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -24,18 +33,23 @@ class PairLoss(MetricLoss):
         self.negative = miners.check_strategy("negative", negative, miners.NEGATIVE_STRATEGIES)
 
     def mine(self, labels, embeddings):
-        """Distances, masks and the positives selected for each anchor.
-
-        Returns `(dist, mined, positive_mask, negative_mask, positives, positive_dist)`:
-        `dist` with gradient, `mined` its stop-gradient copy used for choosing pairs,
-        `positive_dist` `(n, m)` the distances of the selected positives.
-        """
-        dist = distances.euclidean(embeddings)
-        mined = ops.stop_gradient(dist)
+        """Distances, label masks and the positives selected for each anchor, as `Mined`."""
+        squared = distances.squared_euclidean(embeddings)
+        mined = ops.stop_gradient(squared)
         positive_mask, negative_mask = distances.label_masks(labels)
         positives = miners.mine_positives(mined, positive_mask, self.positive)
-        positive_dist = pair_values(lambda: dist, distances.paired_euclidean, embeddings, positives)
-        return dist, mined, positive_mask, negative_mask, positives, positive_dist
+
+        def distance():
+            return distances.safe_sqrt(squared)
+
+        positive_dist = pair_values(distance, distances.paired_euclidean, embeddings, positives)
+        return Mined(distance, mined, positive_mask, negative_mask, positives, positive_dist)
+
+    def mine_negatives(self, mined, thresholds):
+        """The negatives under `self.negative`; `thresholds` `(n, m)` are the distances of
+        the positives they pair with (semi-hard mining compares against them)."""
+        squared_thresholds = ops.square(ops.stop_gradient(thresholds))
+        return miners.mine_negatives(mined.squared, mined.negative_mask, self.negative, squared_thresholds)
 
     def get_config(self):
         return {**super().get_config(), "positive": self.positive, "negative": self.negative}
@@ -89,16 +103,15 @@ class ContrastiveLoss(PairLoss):
         self.neg_margin = float(neg_margin)
 
     def anchor_terms(self, labels, embeddings):
-        dist, mined, _, negative_mask, positives, positive_dist = self.mine(labels, embeddings)
+        mined = self.mine(labels, embeddings)
+        positives, positive_dist = mined.positives, mined.positive_dist
         has_positive = ops.any(positives.valid, axis=1)
-        nearest_positive = ops.min(
-            ops.where(positives.valid, ops.stop_gradient(positive_dist), miners.FAR), axis=1, keepdims=True
-        )
-        negatives = miners.mine_negatives(mined, negative_mask, self.negative, nearest_positive)
+        nearest_positive = ops.min(ops.where(positives.valid, positive_dist, miners.FAR), axis=1, keepdims=True)
+        negatives = self.mine_negatives(mined, nearest_positive)
         negative_valid = negatives.valid
         if self.negative == "semihard":
             negative_valid = ops.logical_and(negative_valid, has_positive[:, None])
-        negative_dist = pair_values(lambda: dist, distances.paired_euclidean, embeddings, negatives)
+        negative_dist = pair_values(mined.distance, distances.paired_euclidean, embeddings, negatives)
         positive_term = masked_mean(ops.square(ops.relu(positive_dist - self.pos_margin)), positives.valid, axis=1)
         negative_term = masked_mean(ops.square(ops.relu(self.neg_margin - negative_dist)), negative_valid, axis=1)
         valid = ops.logical_or(has_positive, ops.any(negative_valid, axis=1))
@@ -135,14 +148,15 @@ class TripletLoss(PairLoss):
         self.margin = float(margin)
 
     def anchor_terms(self, labels, embeddings):
-        dist, mined, _, negative_mask, positives, positive_dist = self.mine(labels, embeddings)
+        mined = self.mine(labels, embeddings)
+        positives, positive_dist, negative_mask = mined.positives, mined.positive_dist, mined.negative_mask
         if self.negative == "all":
-            hinge = _hinge_sums(positive_dist + self.margin, dist, negative_mask)
+            hinge = _hinge_sums(positive_dist + self.margin, mined.distance(), negative_mask)
             hinge = hinge / ops.maximum(ops.sum(ops.cast(negative_mask, "float32"), axis=1, keepdims=True), 1.0)
             valid = ops.logical_and(positives.valid, ops.any(negative_mask, axis=1, keepdims=True))
         else:
-            negatives = miners.mine_negatives(mined, negative_mask, self.negative, ops.stop_gradient(positive_dist))
-            negative_dist = pair_values(lambda: dist, distances.paired_euclidean, embeddings, negatives)
+            negatives = self.mine_negatives(mined, positive_dist)
+            negative_dist = pair_values(mined.distance, distances.paired_euclidean, embeddings, negatives)
             hinge = ops.relu(positive_dist - negative_dist + self.margin)
             valid = ops.logical_and(positives.valid, negatives.valid)
         return masked_mean(hinge, valid, axis=1), ops.any(valid, axis=1)
@@ -178,7 +192,8 @@ class NPairLoss(PairLoss):
         self.temperature = float(temperature)
 
     def anchor_terms(self, labels, embeddings):
-        _, mined, _, negative_mask, positives, positive_dist = self.mine(labels, embeddings)
+        mined = self.mine(labels, embeddings)
+        positives, negative_mask = mined.positives, mined.negative_mask
 
         def similarity():
             return distances.dot_product(embeddings)
@@ -189,7 +204,7 @@ class NPairLoss(PairLoss):
             negative_logits = ops.logsumexp(scaled, axis=1, keepdims=True)
             negative_valid = ops.any(negative_mask, axis=1, keepdims=True)
         else:
-            negatives = miners.mine_negatives(mined, negative_mask, self.negative, ops.stop_gradient(positive_dist))
+            negatives = self.mine_negatives(mined, mined.positive_dist)
             negative_logits = pair_values(similarity, distances.paired_dot, embeddings, negatives) / self.temperature
             negative_valid = negatives.valid
         terms = ops.softplus(negative_logits - positive_sim / self.temperature)
