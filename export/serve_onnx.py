@@ -112,6 +112,9 @@ def main(argv=None):
     gallery = embedder.embed(gallery_files, args.batch_size)
     if args.query:
         query_files = [Path(q) for q in args.query]
+        missing = [str(q) for q in query_files if not q.is_file()]
+        if missing:
+            raise SystemExit(f"Query images not found: {missing}.")
         queries, exclude = embedder.embed(query_files, args.batch_size), None
     else:
         query_files, queries, exclude = gallery_files, gallery, np.arange(len(gallery_files))
