@@ -76,6 +76,19 @@ def test_application_backbone_export_takes_uint8_and_matches_keras(tmp_path, bac
     _check_artefacts(embedder, directory, card, uint8=True, pixel_scale=1.0)
 
 
+def test_grouped_convolution_and_exact_gelu_convert_to_onnx(tmp_path):
+    # ConvNeXt's two obstacles in miniature: Keras runs a grouped convolution in a nested
+    # XLA function, and TF's exact GELU uses Erfc, which tf2onnx 1.17 cannot convert.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=4)(inputs)
+    x = keras.layers.Activation("gelu")(x)
+    x = keras.layers.Dense(16)(keras.layers.GlobalAveragePooling2D()(x))
+    embedder = keras.Model(inputs, keras.layers.UnitNormalization()(x), name="grouped_gelu")
+    card = export_embedder(embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
+    _check_artefacts(embedder, tmp_path / "export", card, uint8=True, pixel_scale=DIGITS_SCALE)
+
+
 def test_only_the_embedder_of_a_metric_model_is_exported(small_embedder, tmp_path):
     class WithProxies(keras.Model):
         def __init__(self, embedder):
