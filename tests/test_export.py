@@ -13,6 +13,7 @@ from keras_dml.export import ExportVerificationError, describe_export, export_em
 from keras_dml.models.embedder import build_embedder
 
 DIGITS_SCALE = 1 / 255
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export is TensorFlow-specific")
 
 
 def _pixels(shape, batch_size, seed):
@@ -137,6 +138,12 @@ def test_bad_models_and_arguments_give_clear_errors(small_embedder, tmp_path):
     with pytest.raises(ValueError, match=r"custom classes Keras cannot reload.*Unregistered.*register_keras_serializable"):
         export_embedder(custom, tmp_path / "a")
     assert not any(tmp_path.iterdir())
+
+
+def test_other_backends_are_told_to_export_from_tensorflow(small_embedder, tmp_path, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow.*'jax'"):
+        export_embedder(small_embedder, tmp_path / "a")
 
 
 def test_non_empty_directory_is_refused_unless_overwrite(small_embedder, tmp_path):

@@ -14,6 +14,7 @@ from keras_dml.models.embedder import build_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS_SCALE = 1 / 255
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export is TensorFlow-specific")
 
 
 def _script(name):
