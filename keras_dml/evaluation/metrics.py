@@ -1,14 +1,19 @@
 """Retrieval metrics of the deep-metric-learning protocol (METHODS.md section 6).
 
-Every sample is a query; the gallery is the same set without the query itself. For a
-query whose class has `R` other samples:
+Every sample is a query; the gallery is the same set without the query itself (or,
+with `gallery_embeddings=`, a separate set, as In-Shop-style benchmarks need). For a
+query whose class has `R` other samples in the gallery:
 
-- Recall@K: 1 if any of its K nearest neighbours shares its label (the DML convention).
+- Recall@K: 1 if any of its K nearest neighbours shares its label (the DML convention,
+  not IR recall); Precision@1 = Recall@1.
 - R-Precision: correct items among the top R, divided by R.
 - MAP@R: `(1/R) sum_{i<=R} P(i) rel(i)`, with `P(i)` the precision at rank i.
+- NMI (`nmi=True`): k-means (scikit-learn, seeded) on the query embeddings with k the
+  number of classes, scored against the labels.
 
 Queries with `R = 0` are skipped and counted. Ties in distance go to the lower gallery
-index. The distance matrix is never held whole: queries are processed in chunks.
+index. The search is exact and runs in chunks (`keras_dml.evaluation.knn`), so memory
+stays bounded: no N x N matrix is ever held.
 
 Example:
 
@@ -20,61 +25,136 @@ Example:
 """
 import numpy as np
 
-
-def _check(embeddings, labels, k):
-    embeddings = np.asarray(embeddings, dtype="float32")
-    labels = np.asarray(labels).reshape(-1)
-    if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must have shape (n, dim); got {embeddings.shape}.")
-    if len(labels) != len(embeddings):
-        raise ValueError(f"labels has {len(labels)} entries but embeddings has {len(embeddings)} rows.")
-    if len(embeddings) < 2:
-        raise ValueError(f"retrieval metrics need at least 2 samples; got {len(embeddings)}.")
-    if not np.all(np.isfinite(embeddings)):
-        raise ValueError("embeddings contains NaN or inf values.")
-    ks = tuple(int(v) for v in k)
-    if any(v < 1 or v > len(embeddings) - 1 for v in ks):
-        raise ValueError(f"every k must be in [1, {len(embeddings) - 1}] (the gallery size); got k={ks}.")
-    return embeddings, labels, ks
+from keras_dml.evaluation import knn
 
 
-def retrieval_metrics(embeddings, labels, k=(1, 2, 4, 8), chunk_size=1024):
-    """Recall@K, R-Precision and MAP@R of a labelled set of embeddings.
+def _check_ks(k, gallery_size):
+    ks = (k,) if np.isscalar(k) else tuple(k)
+    if not ks or any(int(v) != v for v in ks):
+        raise ValueError(f"k must be a positive integer or a non-empty sequence of them; got {k!r}.")
+    ks = tuple(sorted(set(int(v) for v in ks)))
+    if ks[0] < 1 or ks[-1] > gallery_size:
+        raise ValueError(
+            f"every k must be in [1, {gallery_size}] (the gallery size); got k={ks}."
+        )
+    return ks
 
-    Returns a dict with `recall@K` for each K, `r_precision`, `map_at_r`, and
-    `num_queries` / `skipped_queries` (queries whose class has no other sample).
+
+def _per_query(correct, relevant, ks):
+    """Recall@K hits, R-Precision and MAP@R of each query from its ranked `correct` flags."""
+    ranks = np.arange(1, correct.shape[1] + 1)
+    in_top_r = correct & (ranks[None, :] <= relevant[:, None])
+    r_safe = np.maximum(relevant, 1)
+    precision_at_i = np.cumsum(in_top_r, axis=1) / ranks[None, :]
+    values = {f"recall@{k}": correct[:, :k].any(axis=1) for k in ks}
+    values["r_precision"] = in_top_r.sum(axis=1) / r_safe
+    values["map_at_r"] = (precision_at_i * in_top_r).sum(axis=1) / r_safe
+    return values
+
+
+def _nmi(x, labels, seed):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    classes = len(np.unique(labels))
+    if classes < 2:
+        raise ValueError("nmi=True needs labels with at least 2 classes.")
+    clusters = KMeans(n_clusters=classes, n_init=1, random_state=seed).fit_predict(x)
+    return float(normalized_mutual_info_score(labels, clusters))
+
+
+def retrieval_metrics(
+    embeddings,
+    labels,
+    k=(1, 2, 4, 8),
+    distance="euclidean",
+    gallery_embeddings=None,
+    gallery_labels=None,
+    nmi=False,
+    per_class=False,
+    chunk_size=1024,
+    seed=0,
+):
+    """Recall@K, R-Precision and MAP@R (and optionally NMI) of labelled embeddings.
+
+    Args:
+        embeddings: `(n, D)` query embeddings (also the gallery unless one is given).
+        labels: `(n,)` labels (integers or strings: only equality is used).
+        k: the K of each Recall@K (an int or a sequence of ints).
+        distance: `"euclidean"` (default), `"squared_euclidean"`, `"cosine"` or `"dot"`.
+        gallery_embeddings, gallery_labels: a separate gallery; the queries are then
+            not left out of anything and `R` counts the gallery items of their class.
+        nmi: also compute NMI with seeded k-means (scikit-learn).
+        per_class: also return `"per_class"`: `{label: {metric: value}}`.
+        chunk_size: rows per block of the search; results do not depend on it.
+        seed: seed of the k-means behind NMI.
+
+    Returns:
+        A dict with `"recall@K"` for each K, `"r_precision"`, `"map_at_r"`,
+        `"num_queries"`, `"skipped_queries"` (queries whose class has no other sample
+        in the gallery), plus `"nmi"` and `"per_class"` when asked for.
     """
-    embeddings, labels, ks = _check(embeddings, labels, k)
-    n = len(embeddings)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    relevant = counts[inverse] - 1
-    depth = min(n - 1, max(max(ks), int(relevant.max())))
-    squared_norms = np.einsum("ij,ij->i", embeddings, embeddings)
-    hits = {kk: [] for kk in ks}
-    r_precision, map_at_r = [], []
-    for start in range(0, n, chunk_size):
-        rows = np.arange(start, min(start + chunk_size, n))
-        dist = squared_norms[rows, None] + squared_norms[None, :] - 2.0 * embeddings[rows] @ embeddings.T
-        dist[np.arange(len(rows)), rows] = np.inf
-        top = np.argpartition(dist, depth - 1, axis=1)[:, :depth] if depth < n - 1 else np.argsort(dist, axis=1)[:, :depth]
-        top_dist = np.take_along_axis(dist, top, axis=1)
-        order = np.lexsort((top, top_dist), axis=1)
-        neighbours = np.take_along_axis(top, order, axis=1)
-        correct = labels[neighbours] == labels[rows, None]
-        r = relevant[rows]
-        keep = r > 0
-        for kk in ks:
-            hits[kk].append(correct[keep, :kk].any(axis=1))
-        ranks = np.arange(1, depth + 1)
-        within_r = ranks[None, :] <= r[:, None]
-        correct_r = correct & within_r
-        precision_at_i = np.cumsum(correct_r, axis=1) / ranks[None, :]
-        r_safe = np.maximum(r, 1)
-        r_precision.append((correct_r.sum(axis=1) / r_safe)[keep])
-        map_at_r.append(((precision_at_i * correct_r).sum(axis=1) / r_safe)[keep])
-    result = {f"recall@{kk}": float(np.concatenate(hits[kk]).mean()) for kk in ks}
-    result["r_precision"] = float(np.concatenate(r_precision).mean())
-    result["map_at_r"] = float(np.concatenate(map_at_r).mean())
-    result["num_queries"] = int((relevant > 0).sum())
-    result["skipped_queries"] = int((relevant == 0).sum())
+    distance = knn.check_distance(distance)
+    queries = knn.check_embeddings(embeddings, "embeddings")
+    labels = knn.check_column(labels, len(queries), "labels")
+    if (gallery_embeddings is None) != (gallery_labels is None):
+        raise ValueError("gallery_embeddings and gallery_labels must be given together.")
+    if gallery_embeddings is None:
+        if len(queries) < 2:
+            raise ValueError(f"retrieval metrics need at least 2 samples; got {len(queries)}.")
+        gallery, gallery_labels = None, labels
+        gallery_size = len(queries) - 1
+    else:
+        gallery = knn.check_embeddings(gallery_embeddings, "gallery_embeddings")
+        gallery_labels = knn.check_column(
+            gallery_labels, len(gallery), "gallery_labels", "gallery_embeddings"
+        )
+        if len(queries) < 1 or len(gallery) < 1:
+            raise ValueError("retrieval metrics need at least 1 query and 1 gallery sample.")
+        if gallery.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"embeddings have dimension {queries.shape[1]} but gallery_embeddings has "
+                f"{gallery.shape[1]}."
+            )
+        gallery = knn.prepare(gallery, distance)
+        gallery_size = len(gallery)
+    ks = _check_ks(k, gallery_size)
+    queries = knn.prepare(queries, distance)
+
+    classes, codes = np.unique(np.concatenate([labels, gallery_labels]), return_inverse=True)
+    query_codes, gallery_codes = codes[:len(labels)], codes[len(labels):]
+    relevant = np.bincount(gallery_codes, minlength=len(classes))[query_codes]
+    if gallery is None:
+        relevant = relevant - 1
+    counted = relevant > 0
+    if not counted.any():
+        raise ValueError(
+            "no query has another sample of its class in the gallery, so every retrieval "
+            "metric is undefined; check labels."
+        )
+    depth = min(gallery_size, max(ks[-1], int(relevant.max())))
+
+    values = {}
+    for start, stop, ids, _ in knn.neighbor_chunks(queries, gallery, depth, distance, chunk_size):
+        correct = gallery_codes[ids] == query_codes[start:stop, None]
+        for name, chunk in _per_query(correct, relevant[start:stop], ks).items():
+            values.setdefault(name, np.zeros(len(queries)))[start:stop] = chunk
+
+    result = {name: float(v[counted].mean()) for name, v in values.items()}
+    result["num_queries"] = int(counted.sum())
+    result["skipped_queries"] = int((~counted).sum())
+    if nmi:
+        result["nmi"] = _nmi(queries, labels, seed)
+    if per_class:
+        result["per_class"] = _per_class(values, query_codes[counted], counted, classes)
     return result
+
+
+def _per_class(values, codes, counted, classes):
+    count = np.bincount(codes, minlength=len(classes))
+    means = {name: np.bincount(codes, weights=v[counted], minlength=len(classes)) / np.maximum(count, 1)
+             for name, v in values.items()}
+    return {
+        classes[c].item(): {"num_queries": int(count[c]), **{name: float(m[c]) for name, m in means.items()}}
+        for c in np.flatnonzero(count)
+    }

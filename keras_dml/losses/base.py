@@ -1,6 +1,7 @@
 """`MetricLoss`: the one template every keras_dml loss follows.
 
     labels, embeddings  -> checked (shapes, dtypes, finite values)
+                        -> gathered from all replicas under tf.distribute (`cross_replica=True`)
                         -> float32, L2-normalised (`normalize=True`)
                         -> per-anchor terms and validity   (each loss's `anchor_terms`)
                         -> mean over valid anchors          (0 when there is none)
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import distances
+from keras_dml import distances, distributed
 
 
 def _concrete(x):
@@ -90,11 +91,15 @@ class MetricLoss(keras.losses.Loss):
     Subclasses implement `anchor_terms(labels, embeddings) -> (terms, valid)`, both of
     shape `(n,)`, on labels `int32 (n,)` and float32 embeddings `(n, D)` (already
     normalised when `normalize=True`).
+
+    Under a `tf.distribute` strategy with `cross_replica=True` the loss is computed on
+    the global batch gathered from all replicas (see `keras_dml.distributed`).
     """
 
-    def __init__(self, normalize=True, name=None):
+    def __init__(self, normalize=True, cross_replica=True, name=None):
         super().__init__(name=name, reduction="sum_over_batch_size", dtype="float32")
         self.normalize = bool(normalize)
+        self.cross_replica = bool(cross_replica)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -103,8 +108,8 @@ class MetricLoss(keras.losses.Loss):
                 "valid anchors of the batch."
             )
         embeddings = check_embeddings(y_pred)
-        labels = check_labels(y_true, batch_size=embeddings.shape[0])
-        return self.call(labels, embeddings)
+        labels = check_labels(distributed.built_labels(y_true), batch_size=embeddings.shape[0])
+        return distributed.replica_loss(self.call, labels, embeddings, self.cross_replica)
 
     def call(self, y_true, y_pred):
         embeddings = ops.cast(y_pred, "float32")
@@ -118,4 +123,52 @@ class MetricLoss(keras.losses.Loss):
         raise NotImplementedError
 
     def get_config(self):
-        return {"name": self.name, "normalize": self.normalize}
+        return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica}
+
+
+@keras.saving.register_keras_serializable(package="keras_dml")
+class TrainableMetricLoss(keras.layers.Layer):
+    """Base class for criteria with trainable weights: `criterion(labels, embeddings)` -> float32 scalar.
+
+    The same template as `MetricLoss`, as a layer so that `keras_dml.models.MetricModel`
+    trains its weights with the embedder and saves them with the model:
+
+        labels, embeddings -> checked -> float32, L2-normalised -> `terms(labels, embeddings)`
+                           -> mean of each row of terms over its valid entries, summed
+
+    Subclasses implement `terms(labels, embeddings) -> (terms, valid)`, of shape `(m,)`
+    (one mean) or `(k, m)` (a sum of `k` means over different sets), and create their
+    weights in `__init__` or in `build(labels_shape, embeddings_shape)`; one that sets
+    `self.embedding_dim` gets embeddings of any other width rejected. A subclass that
+    takes embeddings as they are sets `normalize = False`. The loss math runs in float32
+    whatever the global dtype policy. `cross_replica` is as for `MetricLoss`.
+    """
+
+    normalize = True
+
+    def __init__(self, cross_replica=True, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.cross_replica = bool(cross_replica)
+
+    def __call__(self, labels, embeddings):
+        embeddings = check_embeddings(embeddings, argument="embeddings")
+        expected = getattr(self, "embedding_dim", None)
+        if expected is not None and embeddings.shape[-1] != expected:
+            raise ValueError(
+                f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
+                f"embedding_dim={expected}."
+            )
+        labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
+        return distributed.replica_loss(super().__call__, labels, embeddings, self.cross_replica)
+
+    def call(self, labels, embeddings):
+        if self.normalize:
+            embeddings = distances.l2_normalize(embeddings)
+        terms, valid = self.terms(labels, embeddings)
+        return ops.sum(masked_mean(terms, valid, axis=-1))
+
+    def terms(self, labels, embeddings):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "cross_replica": self.cross_replica}

@@ -18,8 +18,8 @@ class PairLoss(MetricLoss):
     Subclasses get `self.mine(labels, embeddings)` and combine its pieces.
     """
 
-    def __init__(self, positive="all", negative="all", normalize=True, name=None):
-        super().__init__(normalize=normalize, name=name)
+    def __init__(self, positive="all", negative="all", normalize=True, cross_replica=True, name=None):
+        super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
         self.positive = miners.check_strategy("positive", positive, miners.POSITIVE_STRATEGIES)
         self.negative = miners.check_strategy("negative", negative, miners.NEGATIVE_STRATEGIES)
 
@@ -81,8 +81,10 @@ class ContrastiveLoss(PairLoss):
     True
     """
 
-    def __init__(self, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", normalize=True, name=None):
-        super().__init__(positive=positive, negative=negative, normalize=normalize, name=name)
+    def __init__(self, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", normalize=True,
+                 cross_replica=True, name=None):
+        super().__init__(positive=positive, negative=negative, normalize=normalize,
+                         cross_replica=cross_replica, name=name)
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
 
@@ -127,8 +129,9 @@ class TripletLoss(PairLoss):
     True
     """
 
-    def __init__(self, margin=0.2, positive="all", negative="all", normalize=True, name=None):
-        super().__init__(positive=positive, negative=negative, normalize=normalize, name=name)
+    def __init__(self, margin=0.2, positive="all", negative="all", normalize=True, cross_replica=True, name=None):
+        super().__init__(positive=positive, negative=negative, normalize=normalize,
+                         cross_replica=cross_replica, name=name)
         self.margin = float(margin)
 
     def anchor_terms(self, labels, embeddings):
@@ -166,10 +169,12 @@ class NPairLoss(PairLoss):
     True
     """
 
-    def __init__(self, temperature=0.1, positive="all", negative="all", normalize=True, name=None):
+    def __init__(self, temperature=0.1, positive="all", negative="all", normalize=True, cross_replica=True,
+                 name=None):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive; got {temperature}.")
-        super().__init__(positive=positive, negative=negative, normalize=normalize, name=name)
+        super().__init__(positive=positive, negative=negative, normalize=normalize,
+                         cross_replica=cross_replica, name=name)
         self.temperature = float(temperature)
 
     def anchor_terms(self, labels, embeddings):
@@ -216,10 +221,11 @@ class MultiSimilarityLoss(MetricLoss):
     True
     """
 
-    def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, normalize=True, name=None):
+    def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, normalize=True, cross_replica=True,
+                 name=None):
         if alpha <= 0 or beta <= 0:
             raise ValueError(f"alpha and beta must be positive; got alpha={alpha}, beta={beta}.")
-        super().__init__(normalize=normalize, name=name)
+        super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.base = float(base)

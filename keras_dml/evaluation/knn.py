@@ -1,0 +1,312 @@
+"""Exact k-nearest-neighbour search in chunks: the engine under the retrieval metrics
+and `keras_dml.index.Index`.
+
+Every distance is turned into a *key* that is smaller for closer pairs and comes out of
+one float32 matrix multiply of augmented rows, `[x, v_x, 1] . [-y, 1, v_y]`:
+
+- `"euclidean"`, `"squared_euclidean"`: `key = ||x - y||^2 / 2` with `v = ||.||^2 / 2`;
+- `"cosine"`: the same on L2-normalised rows, so `key = 1 - cos(x, y)`;
+- `"dot"`: `key = -x . y` (`v = 0`).
+
+Each query keeps a running list of its best `depth` candidates, packed as one uint64 per
+candidate, `(order-preserving bits of the float32 key) << 32 | gallery index`, so one
+`np.partition` selects by key and breaks ties by the lower gallery index, exactly as a
+stable sort of the full distance matrix would. A block's values are compared with each
+query's current bound (its `depth`-th best key so far); only values at or below it
+enter the list, so after the first block almost nothing is copied or sorted.
+
+When the queries are the gallery (`gallery=None`), the key matrix is symmetric: each
+block `(i, j)` with `i < j` is computed once and serves the queries of block `i` (its
+rows) and those of block `j` (its columns), which halves the arithmetic.
+
+Example:
+
+>>> import numpy as np
+>>> from keras_dml.evaluation.knn import nearest_neighbors
+>>> x = np.array([[0.0], [1.0], [3.0]], "float32")
+>>> ids, dist = nearest_neighbors(x, k=2)
+>>> ids.tolist(), dist.tolist()
+([[1, 2], [0, 2], [1, 0]], [[1.0, 3.0], [1.0, 2.0], [2.0, 3.0]])
+"""
+import numpy as np
+
+from keras_dml import distances
+
+SUPPORTED_DISTANCES = ("euclidean", "squared_euclidean", "cosine", "dot")
+_EMPTY = np.uint64(np.iinfo(np.uint64).max)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+# When a block's share of values under the queries' bounds exceeds this, the bounds are
+# first tightened with the block's own order statistics.
+_DENSE_SHARE = 0.125
+# The symmetric schedule keeps every query's list alive at once; above this many bytes
+# of lists it falls back to query chunks that each scan the whole gallery.
+_LIST_BUDGET_BYTES = 640 * 2**20
+
+
+def check_distance(distance):
+    """`distance` validated against `keras_dml.distances` and this module's support."""
+    distances.get(distance)
+    if distance not in SUPPORTED_DISTANCES:
+        raise ValueError(
+            f"distance={distance!r} is not supported for search; expected one of "
+            f"{list(SUPPORTED_DISTANCES)}."
+        )
+    return distance
+
+
+def check_embeddings(x, name="embeddings"):
+    """`x` as a C-contiguous float32 `(n, D)` array of finite values, or a ValueError."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, dim); got shape {x.shape}.")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise ValueError(f"{name} must hold real numbers; got dtype {x.dtype}.")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf values.")
+    return x
+
+
+def check_column(values, n, name, rows_name="embeddings"):
+    """`values` (labels or ids) as a 1-D integer or string array of length `n`."""
+    values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"{name} must have shape (n,) or (n, 1); got shape {values.shape}.")
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries but {rows_name} has {n} rows.")
+    if values.dtype.kind not in "biuUS":
+        raise ValueError(f"{name} must be integers or strings; got dtype {values.dtype}.")
+    return values
+
+
+def prepare(x, distance):
+    """Rows as searched: L2-normalised for `"cosine"`, unchanged otherwise."""
+    if distance != "cosine":
+        return x
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    return x / np.maximum(norms, np.float32(1e-12))[:, None]
+
+
+def _augment(x, distance, side):
+    """`[x, v, 1]` (side `"left"`) or `[-x, 1, v]` (side `"right"`), float32."""
+    out = np.empty((len(x), x.shape[1] + 2), np.float32)
+    half_sq_norm = 0.0 if distance == "dot" else 0.5 * np.einsum("ij,ij->i", x, x)
+    if side == "left":
+        out[:, :-2] = x
+        out[:, -2], out[:, -1] = half_sq_norm, 1.0
+    else:
+        np.negative(x, out=out[:, :-2])
+        out[:, -2], out[:, -1] = 1.0, half_sq_norm
+    return out
+
+
+def keys_to_values(keys, distance):
+    """The named pairwise function's values (see `keras_dml.distances`) from keys."""
+    keys = np.asarray(keys, np.float32)
+    if distance == "euclidean":
+        return np.sqrt(np.maximum(2.0 * keys, 0.0))
+    if distance == "squared_euclidean":
+        return np.maximum(2.0 * keys, 0.0)
+    if distance == "cosine":
+        return 1.0 - keys
+    return -keys
+
+
+def _sortable(values):
+    """float32 -> uint32 with the same order (-0.0 is folded onto +0.0 first).
+
+    Non-negative floats get their sign bit set, negative ones all bits flipped.
+    """
+    bits = (values + np.float32(0.0)).view(np.int32)
+    return (bits ^ ((bits >> 31) | np.int32(-(2**31)))).view(np.uint32)
+
+
+def _unsortable(sortable):
+    """Inverse of `_sortable`."""
+    bits = sortable.astype(np.uint32).view(np.int32)
+    return (bits ^ (~(bits >> 31) | np.int32(-(2**31)))).view(np.float32)
+
+
+def _pack(values, gallery_ids):
+    return (_sortable(values).astype(np.uint64) << _SHIFT) | gallery_ids.astype(np.uint64)
+
+
+def _bound_of(packed):
+    """The float32 key packed in `packed`; +inf for empty slots."""
+    bound = _unsortable((packed >> _SHIFT).astype(np.uint32))
+    return np.where(packed == _EMPTY, np.float32(np.inf), bound)
+
+
+class RunningTopK:
+    """The `depth` smallest keys offered so far for each of `num_queries` queries.
+
+    Lists hold up to `depth + slack` packed candidates; a list is cut back to `depth`
+    only when it overflows, so merging is rare. `bound[q]` is never below query `q`'s
+    true `depth`-th best key, which makes `values <= bound` a safe filter.
+    """
+
+    def __init__(self, num_queries, depth, slack=None):
+        self.depth = int(depth)
+        self.width = self.depth + (int(slack) if slack else _default_slack(self.depth))
+        self.packed = np.full((num_queries, self.width), _EMPTY, np.uint64)
+        self.fill = np.zeros(num_queries, np.int64)
+        self.bound = np.full(num_queries, np.inf, np.float32)
+
+    def push(self, start, values, gallery_start, transposed=False):
+        """Offer `values[i, j]` as key of query `start + i`, gallery item `gallery_start + j`.
+
+        With `transposed=True`, `values` is a block whose *columns* are the queries
+        (read as `values.T` without copying it).
+        """
+        axis = 0 if transposed else 1  # the gallery axis of `values`
+        rows = values.shape[1 - axis]
+        bound = self.bound[start:start + rows]
+        hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size and values.shape[axis] >= self.depth:
+            # Many values pass (a query's first block): each query's `depth`-th smallest
+            # value in this block alone is a tighter bound; filter again with it.
+            kth = np.partition(values, self.depth - 1, axis=axis).take(self.depth - 1, axis=axis)
+            bound = self.bound[start:start + rows] = np.minimum(bound, kth)
+            hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size:  # still many (deep lists): merge whole rows
+            ids = np.arange(gallery_start, gallery_start + values.shape[axis], dtype=np.uint64)
+            packed = _pack(values, np.expand_dims(ids, 1 - axis))
+            self._merge(slice(start, start + rows), packed.T if transposed else packed)
+            return
+        major, minor = np.divmod(hits, values.shape[1])
+        if transposed:  # group the hits by query (column), keeping gallery order
+            order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
+            q, g = minor[order], major[order]
+        else:
+            q, g = major, minor
+        candidates = values.reshape(-1)[hits[order]] if transposed else values.reshape(-1)[hits]
+        self._append(start, q, _pack(candidates, g.astype(np.uint64) + np.uint64(gallery_start)))
+
+    def _append(self, start, q, packed):
+        """Add `packed[c]` to the list of query `start + q[c]` (`q` sorted, ascending)."""
+        if len(q) == 0:
+            return
+        first = np.flatnonzero(np.diff(q, prepend=-1))
+        rows = q[first]
+        counts = np.diff(first, append=len(q))
+        rank = np.arange(len(q)) - np.repeat(first, counts)
+        fill = self.fill[start + rows]
+        overflow = fill + counts > self.width
+        fits = ~np.repeat(overflow, counts)
+        target = start + q[fits]
+        self.packed[target, self.fill[target] + rank[fits]] = packed[fits]
+        self.fill[start + rows[~overflow]] += counts[~overflow]
+        if overflow.any():
+            over = start + rows[overflow]
+            extra = np.full((len(over), counts[overflow].max()), _EMPTY, np.uint64)
+            which = np.repeat(np.arange(len(over)), counts[overflow])
+            extra[which, rank[~fits]] = packed[~fits]
+            self._merge(over, extra)
+
+    def _merge(self, queries, packed):
+        """Cut `queries`' lists (an index array or a slice) plus the candidates
+        `packed` (one row per query) back to their `depth` best."""
+        both = np.concatenate([self.packed[queries], packed], axis=1)
+        both.partition(self.depth - 1, axis=1)
+        self.packed[queries, :self.depth] = both[:, :self.depth]
+        self.packed[queries, self.depth:] = _EMPTY
+        self.fill[queries] = self.depth
+        self.bound[queries] = _bound_of(both[:, self.depth - 1])
+
+    def result(self, start, stop):
+        """`(gallery ids, keys)` of queries `start:stop`, closest first, ties by lower id."""
+        best = np.sort(self.packed[start:stop], axis=1)[:, :self.depth]
+        if np.any(best == _EMPTY):
+            raise ValueError("fewer gallery items than the requested depth were offered.")
+        ids = (best & _LOW32).astype(np.int64)
+        return ids, _unsortable((best >> _SHIFT).astype(np.uint32))
+
+
+def _default_slack(depth):
+    return int(min(max(depth, 64), 256))
+
+
+def _spans(n, size):
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_size=1024):
+    """Yield `(start, stop, ids, keys)` for consecutive query chunks.
+
+    `ids[i]` are the `depth` nearest gallery rows of query `start + i`, closest first
+    (ties by lower index); `keys` are their keys (see the module docstring). With
+    `gallery=None` the gallery is `queries` and each query leaves itself out. Inputs are
+    float32 arrays already checked and prepared (`check_embeddings`, `prepare`).
+    """
+    symmetric = gallery is None
+    gallery_size = len(queries) - 1 if symmetric else len(gallery)
+    if not 1 <= depth <= gallery_size:
+        raise ValueError(f"depth must be in [1, {gallery_size}] (the gallery size); got {depth}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    width = depth + _default_slack(depth)
+    if symmetric and len(queries) * width * 8 <= _LIST_BUDGET_BYTES:
+        yield from _symmetric_chunks(queries, depth, distance, chunk_size)
+        return
+    gallery = queries if symmetric else gallery
+    query_chunk = max(1, min(chunk_size, _LIST_BUDGET_BYTES // (width * 8)))
+    gallery_spans = _spans(len(gallery), chunk_size)
+    for start, stop in _spans(len(queries), query_chunk):
+        left = _augment(queries[start:stop], distance, "left")
+        topk = RunningTopK(stop - start, depth)
+        for g0, g1 in gallery_spans:
+            block = left @ _augment(gallery[g0:g1], distance, "right").T
+            if symmetric:
+                _exclude_self(block, start - g0)
+            topk.push(0, block, g0)
+        yield (start, stop, *topk.result(0, stop - start))
+
+
+def _symmetric_chunks(x, depth, distance, chunk_size):
+    spans = _spans(len(x), chunk_size)
+    right = _augment(x, distance, "right")
+    topk = RunningTopK(len(x), depth)
+    # Diagonal blocks first: every query's first block is then one of its row blocks,
+    # whose bound-tightening partition runs along contiguous memory.
+    for a0, a1 in spans:
+        block = _augment(x[a0:a1], distance, "left") @ right[a0:a1].T
+        _exclude_self(block, 0)
+        topk.push(a0, block, a0)
+    for i, (a0, a1) in enumerate(spans):
+        left = _augment(x[a0:a1], distance, "left")
+        for b0, b1 in spans[i + 1:]:
+            block = left @ right[b0:b1].T
+            topk.push(a0, block, b0)
+            topk.push(b0, block, a0, transposed=True)
+        yield (a0, a1, *topk.result(a0, a1))
+
+
+def _exclude_self(block, offset):
+    """Set `block[i, i + offset]` (query i against itself) to +inf."""
+    rows = np.arange(max(0, -offset), min(block.shape[0], block.shape[1] - offset))
+    block[rows, rows + offset] = np.inf
+
+
+def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024):
+    """Exact `k` nearest gallery rows of every query: `(ids (n, k), values (n, k))`.
+
+    `values` are the named function's values (`keras_dml.distances.get(distance)`),
+    so larger means closer for `"cosine"` and `"dot"`. With `gallery=None` each row of
+    `queries` searches the others (itself left out).
+    """
+    distance = check_distance(distance)
+    queries = prepare(check_embeddings(queries, "queries"), distance)
+    if gallery is not None:
+        gallery = prepare(check_embeddings(gallery, "gallery"), distance)
+        if gallery.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"queries have dimension {queries.shape[1]} but gallery has {gallery.shape[1]}."
+            )
+    ids, keys = [], []
+    for _, _, chunk_ids, chunk_keys in neighbor_chunks(queries, gallery, k, distance, chunk_size):
+        ids.append(chunk_ids)
+        keys.append(chunk_keys)
+    return np.concatenate(ids), keys_to_values(np.concatenate(keys), distance)

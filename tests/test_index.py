@@ -1,0 +1,171 @@
+"""keras_dml.index.Index: exact search against brute force, persistence, thresholds, re-ranking."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_dml import index as index_module
+from keras_dml.index import Index
+
+
+def integer_rows(n, dim, high, seed):
+    return np.random.default_rng(seed).integers(-high, high + 1, size=(n, dim)).astype("float32")
+
+
+def brute_force(queries, gallery, k):
+    d = ((queries[:, None, :].astype(np.float64) - gallery[None]) ** 2).sum(-1)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.sqrt(np.take_along_axis(d, order, 1))
+
+
+@pytest.mark.parametrize("chunk_size", [4, 1024])
+def test_exact_search_equals_brute_force(chunk_size):
+    gallery, queries = integer_rows(90, 5, 2, 0), integer_rows(25, 5, 2, 1)  # many exact ties
+    index = Index(chunk_size=chunk_size)
+    index.add(gallery[:50])
+    index.add(gallery[50:])  # ids continue 50, 51, ...
+    ids, dist = index.search(queries, k=12)
+    order, expected = brute_force(queries, gallery, 12)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(dist, expected, rtol=1e-6)
+
+
+def test_ids_labels_and_lookup():
+    gallery = integer_rows(30, 4, 3, 2)
+    ids = np.array([f"item{i:02d}" for i in range(30)])
+    labels = np.arange(30) % 7
+    index = Index()
+    index.add(gallery, labels=labels, ids=ids)
+    found, _ = index.search(gallery[:5] + 0.1, k=3)
+    order, _ = brute_force(gallery[:5] + 0.1, gallery, 3)
+    np.testing.assert_array_equal(found, ids[order])
+    np.testing.assert_array_equal(index.lookup(found), labels[order])
+    with pytest.raises(ValueError, match="unique"):
+        index.add(gallery[:1], labels=[0], ids=["item03"])
+    with pytest.raises(ValueError, match="not in the index"):
+        index.lookup(["nope"])
+
+
+def test_save_load_round_trip(tmp_path):
+    gallery = integer_rows(40, 6, 4, 3)
+    index = Index(distance="cosine", chunk_size=16)
+    index.add(gallery + 0.5, labels=np.arange(40) % 5)
+    index.threshold = 0.75
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    queries = integer_rows(7, 6, 4, 4)
+    for got, want in zip(loaded.search(queries, k=9), index.search(queries, k=9)):
+        np.testing.assert_array_equal(got, want)
+    assert (loaded.distance, loaded.chunk_size, loaded.threshold) == ("cosine", 16, 0.75)
+    np.testing.assert_array_equal(loaded.labels, index.labels)
+    np.testing.assert_array_equal(loaded.match(queries)[1], index.match(queries)[1])
+
+
+def test_load_rejects_missing_files_and_other_versions(tmp_path):
+    index = Index()
+    index.add(integer_rows(5, 2, 1, 5))
+    index.save(tmp_path / "idx")
+    config_path = tmp_path / "idx" / "index.json"
+    config = json.loads(config_path.read_text())
+    config["format_version"] = index_module.FORMAT_VERSION + 1
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="format version"):
+        Index.load(tmp_path / "idx")
+    os.remove(tmp_path / "idx" / "arrays.npz")
+    with pytest.raises(ValueError, match="arrays.npz is missing"):
+        Index.load(tmp_path / "idx")
+    with pytest.raises(ValueError, match="index.json is missing"):
+        Index.load(tmp_path / "nothing")
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="empty"):
+        Index().search(np.zeros((1, 3)), k=1)
+    with pytest.raises(ValueError, match="distance"):
+        Index(distance="manhattan")
+    with pytest.raises(ValueError, match="backend"):
+        Index(backend="annoy")
+    index = Index()
+    index.add(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="dimension 2"):
+        index.search(np.zeros((1, 2)), k=1)
+    with pytest.raises(ValueError, match="dimension 2"):
+        index.add(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(np.zeros((1, 3)), k=5)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.full((1, 3), np.nan), k=1)
+    with pytest.raises(ValueError, match="labels"):
+        index.calibrate(np.zeros((2, 3)), [0, 1])
+    with pytest.raises(ValueError, match="calibrate"):
+        index.match(np.zeros((1, 3)))
+
+
+def clustered(n_per_class, classes, seed, spread=0.3):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    centres = 10.0 * np.eye(classes, 8)
+    return (centres[labels] + spread * rng.normal(size=(len(labels), 8))).astype("float32"), labels
+
+
+def test_calibrate_and_match_separate_known_from_unknown_items():
+    gallery, labels = clustered(10, 4, seed=6)
+    index = Index()
+    index.add(gallery, labels=labels)
+    known, known_labels = clustered(5, 4, seed=7)
+    unknown = known + np.float32(5.0)  # far from every stored item, nearest label arbitrary
+    threshold = index.calibrate(np.concatenate([known, unknown]), np.concatenate([known_labels, known_labels + 99]))
+    assert index.calibration["precision"] == 1.0 and index.calibration["recall"] == 1.0
+    ids, is_match = index.match(known)
+    assert is_match.all()
+    np.testing.assert_array_equal(index.lookup(ids), known_labels)
+    assert not index.match(unknown)[1].any()
+    assert index.search(known, k=1)[1].max() <= threshold < index.search(unknown, k=1)[1].min()
+    # a precision target accepts as many as it can while keeping that precision
+    # wrong labels on farther queries: precision 1.0 stops before them, 0.5 takes all
+    queries = np.concatenate([known[:10], known[10:] + np.float32(2.0)])
+    mixed = np.concatenate([known_labels[:10], known_labels[10:] + 1])
+    strict = index.calibrate(queries, mixed, target=1.0)
+    assert index.calibration == {"threshold": strict, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert index.match(queries)[1].tolist() == [True] * 10 + [False] * 10
+    index.calibrate(queries, mixed, target=0.5)
+    assert index.calibration["precision"] == 0.5 and index.match(queries)[1].all()
+    with pytest.raises(ValueError, match="target"):
+        index.calibrate(queries, mixed, target=2.0)
+
+
+def test_rerank_with_a_callable_scorer():
+    gallery, queries = integer_rows(60, 4, 5, 8), integer_rows(9, 4, 5, 9)
+    index = Index()
+    index.add(gallery)
+
+    def l1_similarity(a, b):  # any callable (..., D), (..., D) -> (...), higher = more similar
+        return -np.abs(a - b).sum(-1)
+
+    ids, scores = index.search(queries, k=5, rerank=l1_similarity, rerank_depth=60)
+    l1 = np.abs(queries[:, None, :] - gallery[None]).sum(-1)
+    by_distance, _ = brute_force(queries, gallery, 60)  # equal scores keep this order
+    by_score = np.argsort(np.take_along_axis(l1, by_distance, 1), axis=1, kind="stable")
+    order = np.take_along_axis(by_distance, by_score, 1)[:, :5]
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(scores, -np.take_along_axis(l1, order, 1))
+    # with the default depth only the 4k nearest by distance are re-ordered
+    default_ids, _ = index.search(queries, k=5, rerank=l1_similarity)
+    nearest_20, _ = index.search(queries, k=20)
+    assert all(set(row) <= set(pool) for row, pool in zip(default_ids, nearest_20))
+    with pytest.raises(ValueError, match="shape"):
+        index.search(queries, k=2, rerank=lambda a, b: a.sum(-1)[:, :1])
+
+
+def test_faiss_flat_agrees_with_exact():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(10)
+    gallery, queries = rng.normal(size=(500, 16)).astype("float32"), rng.normal(size=(20, 16)).astype("float32")
+    for distance in ("euclidean", "cosine"):
+        exact, fast = Index(distance), Index(distance, backend="faiss")
+        exact.add(gallery)
+        fast.add(gallery)
+        (ids, values), (fast_ids, fast_values) = exact.search(queries, 10), fast.search(queries, 10)
+        np.testing.assert_array_equal(fast_ids, ids)
+        np.testing.assert_allclose(fast_values, values, rtol=1e-4, atol=1e-5)
