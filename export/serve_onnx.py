@@ -3,15 +3,15 @@
     python export/serve_onnx.py exported/cars196 gallery/ --query query.jpg -k 5
     python export/serve_onnx.py exported/cars196 gallery/ -k 5 --json   # every image queries the rest
 
-Only NumPy, Pillow and onnxruntime are needed: no TensorFlow at serving time. The model
-is `embedder.onnx` from `keras_dml.export.export_embedder` (or the path to any `.onnx`
+The model runs in onnxruntime and the search is `keras_dml.index.Index`; images are read
+with Pillow. The model is `embedder.onnx` from `keras_dml.export.export_embedder` (or the path to any `.onnx`
 file with one `(batch, height, width, channels)` image input). Images are converted to
 RGB or greyscale as the model's channels say and resized to its input size. A model
 exported with `include_preprocessing=True` takes the uint8 pixels as they are; one with
 a float input gets `float32(pixels) * --pixel-scale`.
 
 Search is exact: Euclidean distance to every gallery embedding, ties broken by gallery
-order, computed in query chunks so memory stays bounded.
+order (`Index(backend="faiss")` would scale it to millions of images).
 """
 import argparse
 import json
@@ -62,26 +62,6 @@ class OnnxEmbedder:
         return np.concatenate(batches).astype("float32")
 
 
-def nearest_neighbours(gallery, queries, k, exclude=None, chunk_size=1024):
-    """`(indices, distances)`, each `(len(queries), k)`: the k nearest gallery rows, nearest first.
-
-    `exclude[i]`, when given, is the gallery index query `i` may not return: itself, when
-    the gallery queries itself.
-    """
-    k = min(k, len(gallery) - 1 if exclude is not None else len(gallery))
-    gallery_sq = np.sum(gallery.astype("float64") ** 2, axis=1)
-    indices, distances = [], []
-    for start in range(0, len(queries), chunk_size):
-        chunk = queries[start:start + chunk_size].astype("float64")
-        squared = np.sum(chunk ** 2, axis=1, keepdims=True) - 2 * chunk @ gallery.T.astype("float64") + gallery_sq
-        if exclude is not None:
-            squared[np.arange(len(chunk)), exclude[start:start + chunk_size]] = np.inf
-        order = np.argsort(squared, axis=1, kind="stable")[:, :k]
-        indices.append(order)
-        distances.append(np.sqrt(np.maximum(np.take_along_axis(squared, order, axis=1), 0.0)))
-    return np.concatenate(indices), np.concatenate(distances)
-
-
 def image_files(folder):
     """Every image file under `folder`, sorted."""
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -107,18 +87,26 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.k < 1:
         raise SystemExit(f"-k must be at least 1; got {args.k}.")
+    from keras_dml.index import Index
+
     embedder = OnnxEmbedder(args.model, pixel_scale=args.pixel_scale)
     gallery_files = image_files(args.gallery)
     gallery = embedder.embed(gallery_files, args.batch_size)
+    index = Index(distance="euclidean")
+    index.add(gallery)  # ids are gallery positions
     if args.query:
         query_files = [Path(q) for q in args.query]
         missing = [str(q) for q in query_files if not q.is_file()]
         if missing:
             raise SystemExit(f"Query images not found: {missing}.")
-        queries, exclude = embedder.embed(query_files, args.batch_size), None
-    else:
-        query_files, queries, exclude = gallery_files, gallery, np.arange(len(gallery_files))
-    indices, distances = nearest_neighbours(gallery, queries, args.k, exclude)
+        indices, distances = index.search(embedder.embed(query_files, args.batch_size), min(args.k, len(index)))
+    else:  # every gallery image queries the others: one neighbour more, then drop the query itself
+        query_files = gallery_files
+        k = min(args.k, len(index) - 1)
+        found, values = index.search(gallery, k + 1)
+        keep = found != np.arange(len(gallery))[:, None]
+        keep[keep.sum(axis=1) > k, -1] = False  # the query was not among its own k + 1 nearest
+        indices, distances = found[keep].reshape(-1, k), values[keep].reshape(-1, k)
 
     results = [{"query": str(query),
                 "neighbours": [{"path": str(gallery_files[j]), "distance": round(float(d), 6)}

@@ -1,6 +1,7 @@
 """export/export_embedder.py turns a run directory into artefacts; export/serve_onnx.py searches a folder with them."""
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def exported(tmp_path_factory):
     embedder.save(run / "embedder.keras")
     (run / "metrics.json").write_text(json.dumps({"map_at_r": 0.5}))
     output = run.parent / "exported"
-    _script("export_embedder").main([str(run), str(output), "--pixel-scale", repr(DIGITS_SCALE)])
+    _script("export_embedder").main([str(run), "--out", str(output), "--pixel-scale", repr(DIGITS_SCALE)])
     return embedder, run, output
 
 
@@ -44,12 +45,13 @@ def test_export_script_writes_verified_artefacts_with_the_run_metrics(exported, 
     assert card["pixel_scale"] == DIGITS_SCALE and max(card["verification"]["max_abs_diff"].values()) <= 1e-4
     assert (output / "embedder.onnx").is_file() and (output / "saved_model" / "saved_model.pb").is_file()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        _script("export_embedder").main([str(run), str(output)])
-    _script("export_embedder").main([str(run / "embedder.keras"), str(output), "--overwrite", "--no-verify",
-                                     "--formats", "onnx"])
-    assert "not verified" in capsys.readouterr().out
+        _script("export_embedder").main([str(run), "--out", str(output)])
+    _script("export_embedder").main([str(run / "embedder.keras"), "--out", str(output), "--overwrite",
+                                     "--formats", "onnx", "--float-input"])
+    assert "images float32" in capsys.readouterr().out
     assert sorted(p.name for p in output.iterdir()) == ["embedder.onnx", "model_card.json"]
-    _script("export_embedder").main([str(run), str(output), "--overwrite", "--pixel-scale", repr(DIGITS_SCALE)])
+    _script("export_embedder").main([str(run), "--out", str(output), "--overwrite",
+                                     "--pixel-scale", repr(DIGITS_SCALE)])
     text = capsys.readouterr().out
     assert f"Exported {embedder.name} to {output}" in text and "parity with Keras" in text
 
@@ -71,10 +73,13 @@ def test_serve_onnx_embeds_a_folder_and_answers_queries(exported, tmp_path):
     embedder, _, output = exported
     images = _write_gallery(tmp_path / "gallery")
     command = [sys.executable, str(ROOT / "export" / "serve_onnx.py"), str(output), str(tmp_path / "gallery")]
-    result = subprocess.run([*command, "-k", "2", "--json"], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([*command, "-k", "2", "--json"], capture_output=True, text=True, check=True, env=env)
     answers = {Path(r["query"]).name: r["neighbours"] for r in json.loads(result.stdout)}
     assert len(answers) == 9 and all(len(n) == 2 for n in answers.values())
-    assert Path(answers["img1.png"][0]["path"]).name == "copy_img1.png" and answers["img1.png"][0]["distance"] == 0
+    # keras_dml.index computes float32 ||q||^2 + ||g||^2 - 2 q.g, so a zero distance comes out
+    # as up to ~sqrt(1e-7) = 3e-4: identical images are "within 1e-3", not exactly 0.
+    assert Path(answers["img1.png"][0]["path"]).name == "copy_img1.png" and answers["img1.png"][0]["distance"] < 1e-3
     assert Path(answers["copy_img4.png"][0]["path"]).name == "img4.png"
     assert all(Path(n["path"]).name != query for query, ns in answers.items() for n in ns)
 
@@ -88,25 +93,13 @@ def test_serve_onnx_embeds_a_folder_and_answers_queries(exported, tmp_path):
             name = Path(neighbour["path"]).name.removeprefix("copy_")
             if query in keras_embeddings and name in keras_embeddings:
                 expected = np.linalg.norm(keras_embeddings[query] - keras_embeddings[name])
-                assert abs(neighbour["distance"] - expected) < 1e-4
+                assert abs(neighbour["distance"] - expected) < 1e-3
                 checked += 1
     assert checked >= 10
 
     result = subprocess.run([*command, "--query", str(tmp_path / "gallery" / "img4.png"), "-k", "3"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=env)
     assert "9 gallery images embedded to 16 dimensions" in result.stdout
-    first, second = result.stdout.splitlines()[1].split(": ")[1].split(", ")[:2]
-    assert {first, second} == {"img4.png (0.0000)", "copy_img4.png (0.0000)"}
-
-
-def test_nearest_neighbours_matches_a_full_sort():
-    nearest_neighbours = _script("serve_onnx").nearest_neighbours
-    rng = np.random.default_rng(1)
-    gallery, queries = rng.normal(size=(50, 4)), rng.normal(size=(7, 4))
-    gallery[10] = gallery[3]  # a tie: the lower index comes first
-    indices, distances = nearest_neighbours(gallery, queries, k=5, chunk_size=3)
-    full = np.linalg.norm(queries[:, None] - gallery[None], axis=-1)
-    np.testing.assert_array_equal(indices, np.argsort(full, axis=1, kind="stable")[:, :5])
-    np.testing.assert_allclose(distances, np.sort(full, axis=1)[:, :5], atol=1e-9)
-    indices, _ = nearest_neighbours(gallery, gallery, k=60, exclude=np.arange(50))
-    assert indices.shape == (50, 49) and not np.any(indices == np.arange(50)[:, None])
+    neighbours = [n.split(" (") for n in result.stdout.splitlines()[1].split(": ")[1].split(", ")]
+    assert {name for name, _ in neighbours[:2]} == {"img4.png", "copy_img4.png"}
+    assert all(float(d.rstrip(")")) < 1e-3 for _, d in neighbours[:2]) and float(neighbours[2][1].rstrip(")")) > 1e-2
