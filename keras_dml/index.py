@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from keras_dml.evaluation import knn
+from keras_dml.evaluation.rerank import rerank as rerank_candidates
 
 FORMAT_VERSION = 1
 _CONFIG_FILE = "index.json"
@@ -148,18 +149,15 @@ class Index:
         if not k <= depth <= len(self):
             raise ValueError(f"rerank_depth must be in [k={k}, {len(self)}]; got {depth}.")
         positions, _ = self._nearest(queries, depth)
-        scores = np.empty(positions.shape, np.float32)
-        for start in range(0, len(queries), self.chunk_size):
+        ids, scores = [], []
+        for start in range(0, len(queries), self.chunk_size):  # bounded (rows, depth, D) pairs
             rows = slice(start, start + self.chunk_size)
-            pairs = (np.repeat(queries[rows, None, :], depth, axis=1), self.embeddings[positions[rows]])
-            chunk = np.asarray(rerank(*pairs), dtype=np.float32)
-            if chunk.shape != positions[rows].shape:
-                raise ValueError(
-                    f"rerank must return scores of shape {positions[rows].shape}; got {chunk.shape}."
-                )
-            scores[rows] = chunk
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return self.ids[np.take_along_axis(positions, best, 1)], np.take_along_axis(scores, best, 1)
+            chunk_ids, chunk_scores = rerank_candidates(
+                rerank, queries[rows], self.embeddings[positions[rows]], self.ids[positions[rows]]
+            )
+            ids.append(chunk_ids[:, :k])
+            scores.append(chunk_scores[:, :k])
+        return np.concatenate(ids), np.concatenate(scores)
 
     def _check_queries(self, queries, k):
         if not len(self):
@@ -175,12 +173,9 @@ class Index:
         """`(positions, values)` of the `k` nearest stored rows of prepared queries."""
         if self.uses_faiss:
             return self._faiss_search(queries, k)
-        positions, keys = [], []
-        for _, _, ids, chunk_keys in knn.neighbor_chunks(queries, self.embeddings, k, self.distance,
-                                                         self.chunk_size):
-            positions.append(ids)
-            keys.append(chunk_keys)
-        return np.concatenate(positions), knn.keys_to_values(np.concatenate(keys), self.distance)
+        chunks = knn.neighbor_chunks(queries, self.embeddings, k, self.distance, self.chunk_size)
+        positions, keys = knn.collect(chunks, len(queries), k)
+        return positions, knn.keys_to_values(keys, self.distance)
 
     def _faiss_search(self, queries, k):
         faiss = _faiss()
@@ -270,7 +265,11 @@ class Index:
 
     @classmethod
     def load(cls, directory):
-        """An index saved by `save`; a missing file or another format version is a ValueError."""
+        """An index saved by `save`; a missing file or another format version is a ValueError.
+
+        A faiss index is rebuilt from the stored embeddings; where faiss is not installed
+        the loaded index searches exactly instead.
+        """
         paths = {name: os.path.join(directory, name) for name in (_CONFIG_FILE, _ARRAYS_FILE)}
         for name, path in paths.items():
             if not os.path.isfile(path):

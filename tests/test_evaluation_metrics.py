@@ -89,6 +89,27 @@ def test_neighbors_equal_brute_force(high, distance):
         np.testing.assert_allclose(values, expected(d[:, :40]), rtol=1e-6)
 
 
+def test_threads_do_not_change_results():
+    x, _ = integer_set(400, 4, 3, 2, seed=13)
+    q, _ = integer_set(50, 4, 3, 2, seed=14)
+    for gallery in (None, x):
+        one = nearest_neighbors(q if gallery is not None else x, gallery, k=30, chunk_size=32, threads=1)
+        for threads in (2, 5):
+            many = nearest_neighbors(q if gallery is not None else x, gallery, k=30, chunk_size=32,
+                                     threads=threads)
+            np.testing.assert_array_equal(many[0], one[0])
+            np.testing.assert_array_equal(many[1], one[1])
+
+
+def test_a_failing_block_raises_instead_of_hanging(monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise MemoryError("no room for this block")
+
+    monkeypatch.setattr(knn.RunningTopK, "push", broken)
+    with pytest.raises(MemoryError, match="no room"):
+        nearest_neighbors(np.eye(40, dtype="float32"), k=2, chunk_size=8, threads=3)
+
+
 def test_separate_gallery_neighbors_equal_brute_force():
     x, _ = integer_set(120, 5, 4, 2, seed=1)
     q, _ = integer_set(33, 5, 4, 2, seed=2)

@@ -169,3 +169,18 @@ def test_faiss_flat_agrees_with_exact():
         (ids, values), (fast_ids, fast_values) = exact.search(queries, 10), fast.search(queries, 10)
         np.testing.assert_array_equal(fast_ids, ids)
         np.testing.assert_allclose(fast_values, values, rtol=1e-4, atol=1e-5)
+
+
+def test_rerank_with_a_pddm_unit():
+    layers = pytest.importorskip("keras_dml.layers")  # the PDDM issue adds the unit
+    if not hasattr(layers, "PDDM"):
+        pytest.skip("keras_dml.layers.PDDM is not in this tree yet")
+    rng = np.random.default_rng(11)
+    gallery, queries = rng.normal(size=(40, 8)).astype("float32"), rng.normal(size=(6, 8)).astype("float32")
+    index = Index()
+    index.add(gallery)
+    pddm = layers.PDDM(hidden_dim=4)
+    ids, scores = index.search(queries, k=3, rerank=pddm, rerank_depth=10)
+    expected = np.asarray(pddm(np.repeat(queries[:, None, :], 3, axis=1), gallery[ids]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)

@@ -50,6 +50,13 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.embedder.predict(x, verbose=0), atol=1e-6)
 
+    # The run directory feeds the evaluate and export commands.
+    assert main(["evaluate", str(run), "--dataset", "digits", "--plots", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["export", str(run), "--out", str(tmp_path / "export"), "--pixel-scale", "0.0625"]) == 0
+    card = json.loads((tmp_path / "export" / "model_card.json").read_text())
+    assert card["metrics"]["map_at_r"] == pytest.approx(metrics["map_at_r"])
+
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     config = _digits()

@@ -78,7 +78,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
                 break
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("a dataset given to RetrievalEvaluation must yield (x, y) batches.")
-            embeddings.append(_embeddings(self.model.predict_on_batch(batch[0])))
+            x = keras.tree.map_structure(np.asarray, batch[0])  # tf tensors -> any backend
+            embeddings.append(_embeddings(self.model.predict_on_batch(x)))
             labels.append(np.asarray(batch[1]).reshape(-1))
         if not embeddings:
             raise ValueError("the validation dataset yielded no batches.")

@@ -17,7 +17,8 @@ enter the list, so after the first block almost nothing is copied or sorted.
 
 When the queries are the gallery (`gallery=None`), the key matrix is symmetric: each
 block `(i, j)` with `i < j` is computed once and serves the queries of block `i` (its
-rows) and those of block `j` (its columns), which halves the arithmetic.
+rows) and those of block `j` (its columns), which halves the arithmetic. Blocks are
+computed in parallel by worker threads; the result does not depend on their order.
 
 Example:
 
@@ -28,7 +29,14 @@ Example:
 >>> ids.tolist(), dist.tolist()
 ([[1, 2], [0, 2], [1, 0]], [[1.0, 3.0], [1.0, 2.0], [2.0, 3.0]])
 """
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from keras_dml import distances
 
@@ -37,7 +45,8 @@ _EMPTY = np.uint64(np.iinfo(np.uint64).max)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 # When a block's share of values under the queries' bounds exceeds this, the bounds are
-# first tightened with the block's own order statistics.
+# first tightened with the block's own order statistics, and if that is not enough the
+# block's rows are merged whole instead of value by value.
 _DENSE_SHARE = 0.125
 # The symmetric schedule keeps every query's list alive at once; above this many bytes
 # of lists it falls back to query chunks that each scan the whole gallery.
@@ -148,9 +157,9 @@ class RunningTopK:
     true `depth`-th best key, which makes `values <= bound` a safe filter.
     """
 
-    def __init__(self, num_queries, depth, slack=None):
+    def __init__(self, num_queries, depth):
         self.depth = int(depth)
-        self.width = self.depth + (int(slack) if slack else _default_slack(self.depth))
+        self.width = self.depth + _default_slack(self.depth)
         self.packed = np.full((num_queries, self.width), _EMPTY, np.uint64)
         self.fill = np.zeros(num_queries, np.int64)
         self.bound = np.full(num_queries, np.inf, np.float32)
@@ -179,10 +188,10 @@ class RunningTopK:
         major, minor = np.divmod(hits, values.shape[1])
         if transposed:  # group the hits by query (column), keeping gallery order
             order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
-            q, g = minor[order], major[order]
+            hits, q, g = hits[order], minor[order], major[order]
         else:
             q, g = major, minor
-        candidates = values.reshape(-1)[hits[order]] if transposed else values.reshape(-1)[hits]
+        candidates = values.reshape(-1)[hits]
         self._append(start, q, _pack(candidates, g.astype(np.uint64) + np.uint64(gallery_start)))
 
     def _append(self, start, q, packed):
@@ -229,17 +238,26 @@ def _default_slack(depth):
     return int(min(max(depth, 64), 256))
 
 
+def _available_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _spans(n, size):
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_size=1024):
-    """Yield `(start, stop, ids, keys)` for consecutive query chunks.
+def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_size=1024,
+                    threads=None):
+    """Yield `(start, stop, ids, keys)` for query chunks, in the order they finish.
 
     `ids[i]` are the `depth` nearest gallery rows of query `start + i`, closest first
     (ties by lower index); `keys` are their keys (see the module docstring). With
     `gallery=None` the gallery is `queries` and each query leaves itself out. Inputs are
     float32 arrays already checked and prepared (`check_embeddings`, `prepare`).
+
+    Blocks are computed by `threads` worker threads (default: one per CPU core), each
+    with single-threaded BLAS while the generator runs, so no core waits on another's
+    share of a matrix multiply and the selection work runs in parallel too.
     """
     symmetric = gallery is None
     gallery_size = len(queries) - 1 if symmetric else len(gallery)
@@ -247,41 +265,92 @@ def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_
         raise ValueError(f"depth must be in [1, {gallery_size}] (the gallery size); got {depth}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    if gallery_size >= 2**32:
+        raise ValueError(f"the gallery holds {gallery_size} items; packed keys allow fewer than 2**32.")
+    threads = max(1, int(threads or _available_cores()))
     width = depth + _default_slack(depth)
-    if symmetric and len(queries) * width * 8 <= _LIST_BUDGET_BYTES:
-        yield from _symmetric_chunks(queries, depth, distance, chunk_size)
-        return
+    pool = ThreadPoolExecutor(threads)
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            if symmetric and len(queries) * width * 8 <= _LIST_BUDGET_BYTES:
+                yield from _symmetric_chunks(pool, queries, depth, distance, chunk_size)
+            else:
+                query_chunk = max(1, min(chunk_size, _LIST_BUDGET_BYTES // (width * 8 * (threads + 1))))
+                yield from _query_chunks(pool, threads, queries, gallery, depth, distance, chunk_size,
+                                         query_chunk)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _query_chunks(pool, threads, queries, gallery, depth, distance, chunk_size, query_chunk):
+    """Each task scans the whole gallery for one chunk of queries."""
+    symmetric = gallery is None
     gallery = queries if symmetric else gallery
-    query_chunk = max(1, min(chunk_size, _LIST_BUDGET_BYTES // (width * 8)))
+    right = _augment(gallery, distance, "right")
     gallery_spans = _spans(len(gallery), chunk_size)
-    for start, stop in _spans(len(queries), query_chunk):
+
+    def search(start, stop):
         left = _augment(queries[start:stop], distance, "left")
         topk = RunningTopK(stop - start, depth)
         for g0, g1 in gallery_spans:
-            block = left @ _augment(gallery[g0:g1], distance, "right").T
+            block = left @ right[g0:g1].T
             if symmetric:
                 _exclude_self(block, start - g0)
             topk.push(0, block, g0)
-        yield (start, stop, *topk.result(0, stop - start))
+        return (start, stop, *topk.result(0, stop - start))
+
+    pending = deque()
+    for start, stop in _spans(len(queries), query_chunk):  # a few chunks in flight at a time
+        pending.append(pool.submit(search, start, stop))
+        if len(pending) > threads:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
-def _symmetric_chunks(x, depth, distance, chunk_size):
+def _symmetric_chunks(pool, x, depth, distance, chunk_size):
+    """Each task computes one block `(i, j)`, `i <= j`, and offers it to the queries of
+    block `i` (rows) and, when `i < j`, of block `j` (columns), under each one's lock."""
     spans = _spans(len(x), chunk_size)
     right = _augment(x, distance, "right")
     topk = RunningTopK(len(x), depth)
+    locks = [threading.Lock() for _ in spans]
+    blocks_left = [len(spans)] * len(spans)  # every query block meets each block once
+    count_lock = threading.Lock()
+    finished = queue.SimpleQueue()
+
+    def offer(i, block, gallery_start, transposed):
+        with locks[i]:
+            topk.push(spans[i][0], block, gallery_start, transposed)
+        with count_lock:
+            blocks_left[i] -= 1
+            if not blocks_left[i]:
+                finished.put(i)
+
+    def compute(i, j):
+        try:
+            (a0, a1), (b0, b1) = spans[i], spans[j]
+            block = _augment(x[a0:a1], distance, "left") @ right[b0:b1].T
+            if i == j:
+                _exclude_self(block, 0)
+            offer(i, block, b0, False)
+            if i != j:
+                offer(j, block, a0, True)
+        except BaseException as error:  # hand it to the consumer instead of hanging it
+            finished.put(error)
+
     # Diagonal blocks first: every query's first block is then one of its row blocks,
     # whose bound-tightening partition runs along contiguous memory.
-    for a0, a1 in spans:
-        block = _augment(x[a0:a1], distance, "left") @ right[a0:a1].T
-        _exclude_self(block, 0)
-        topk.push(a0, block, a0)
-    for i, (a0, a1) in enumerate(spans):
-        left = _augment(x[a0:a1], distance, "left")
-        for b0, b1 in spans[i + 1:]:
-            block = left @ right[b0:b1].T
-            topk.push(a0, block, b0)
-            topk.push(b0, block, a0, transposed=True)
-        yield (a0, a1, *topk.result(a0, a1))
+    for i in range(len(spans)):
+        pool.submit(compute, i, i)
+    for i in range(len(spans)):
+        for j in range(i + 1, len(spans)):
+            pool.submit(compute, i, j)
+    for _ in spans:
+        i = finished.get()
+        if isinstance(i, BaseException):
+            raise i
+        yield (*spans[i], *topk.result(*spans[i]))
 
 
 def _exclude_self(block, offset):
@@ -290,12 +359,13 @@ def _exclude_self(block, offset):
     block[rows, rows + offset] = np.inf
 
 
-def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024):
+def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024, threads=None):
     """Exact `k` nearest gallery rows of every query: `(ids (n, k), values (n, k))`.
 
     `values` are the named function's values (`keras_dml.distances.get(distance)`),
     so larger means closer for `"cosine"` and `"dot"`. With `gallery=None` each row of
-    `queries` searches the others (itself left out).
+    `queries` searches the others (itself left out). Neither `chunk_size` nor `threads`
+    changes the result.
     """
     distance = check_distance(distance)
     queries = prepare(check_embeddings(queries, "queries"), distance)
@@ -305,8 +375,15 @@ def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_si
             raise ValueError(
                 f"queries have dimension {queries.shape[1]} but gallery has {gallery.shape[1]}."
             )
-    ids, keys = [], []
-    for _, _, chunk_ids, chunk_keys in neighbor_chunks(queries, gallery, k, distance, chunk_size):
-        ids.append(chunk_ids)
-        keys.append(chunk_keys)
-    return np.concatenate(ids), keys_to_values(np.concatenate(keys), distance)
+    chunks = neighbor_chunks(queries, gallery, k, distance, chunk_size, threads)
+    ids, keys = collect(chunks, len(queries), k)
+    return ids, keys_to_values(keys, distance)
+
+
+def collect(chunks, num_queries, depth):
+    """`(ids, keys)` of all queries from `neighbor_chunks`' chunks, in query order."""
+    ids = np.empty((num_queries, depth), np.int64)
+    keys = np.empty((num_queries, depth), np.float32)
+    for start, stop, chunk_ids, chunk_keys in chunks:
+        ids[start:stop], keys[start:stop] = chunk_ids, chunk_keys
+    return ids, keys

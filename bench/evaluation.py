@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Time and peak memory of `keras_dml.evaluation.retrieval_metrics` at benchmark scale,
+side by side with pytorch-metric-learning's `AccuracyCalculator` (faiss) on the same
+embeddings, measured in the same run.
+
+    python bench/evaluation.py --peer-python /path/to/peer-pml/bin/python \\
+        --peers-script ../shared/bench/peers.py [--sizes 10000 30000] [--sop]
+
+Embeddings: the recipe of `peers.py` (N / 50 classes of 50, Gaussian centres plus noise
+of scale 1.5, 512-d, L2-normalised, seed 0), so both libraries see identical arrays and
+their P@1 / R-Precision / MAP@R must agree. `--sop` adds keras_dml alone at SOP's test
+size (60,502 points in 11,316 classes) with Recall@1/10/100/1000. Peak memory is the
+largest allocation traced by `tracemalloc` during the call, beyond the embeddings. The
+peer runs in its own virtual environment (see the header of `peers.py`).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from keras_dml.evaluation import retrieval_metrics  # noqa: E402
+
+PEER_NAMES = {"precision_at_1": "recall@1", "r_precision": "r_precision",
+              "mean_average_precision_at_r": "map_at_r"}
+
+
+def eval_set(n, dim=512, seed=0):
+    """The embeddings of `peers.py`'s evaluation workload, bit for bit."""
+    rng = np.random.default_rng(seed)
+    classes = n // 50
+    centres = rng.standard_normal((classes, dim)).astype("float32")
+    y = np.repeat(np.arange(classes), 50)
+    x = centres[y] + 1.5 * rng.standard_normal((n, dim)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, y
+
+
+def sop_like_set(n=60502, classes=11316, dim=512, seed=0):
+    """SOP's test-set shape: 60,502 points in 11,316 classes of 2 to 12 (mostly ~5)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.full(classes, 2)
+    sizes += np.bincount(rng.choice(classes, n - sizes.sum()), minlength=classes)
+    sizes = np.minimum(sizes, 12)
+    y = np.repeat(np.arange(classes), sizes)
+    y = np.concatenate([y, rng.choice(classes, n - len(y))])  # the few clipped away
+    centres = rng.standard_normal((classes, dim)).astype("float32")
+    x = centres[y] + 1.5 * rng.standard_normal((n, dim)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, y
+
+
+def time_once(x, y, k):
+    start = time.perf_counter()
+    result = retrieval_metrics(x, y, k=k)
+    return result, time.perf_counter() - start
+
+
+def peak_memory_mb(x, y, k):
+    """Largest traced allocation during one call, beyond what existed before (the embeddings)."""
+    tracemalloc.start()
+    retrieval_metrics(x, y, k=k)
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return peak
+
+
+def run_peer(python, script, n):
+    """pytorch-metric-learning's figures for size `n`, from `peers.py` in its own venv."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "pml.json")
+        command = [python, script, "pml", "--batches", "--eval-sizes", str(n), "--json", out]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            peer = json.load(f)
+    return {"threads": peer["threads"], **peer["eval_s"][str(n)]}
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{p['internal_api']} {p['version']} x{p['num_threads']}" for p in threadpool_info()
+                         if p["user_api"] == "blas")
+    except ImportError:
+        blas = "unknown"
+    return {"cpu": model, "cores": os.cpu_count(), "blas": blas, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10000, 30000])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per size; each times keras_dml once, then the peer once")
+    parser.add_argument("--peer-python", help="python of the pytorch-metric-learning venv")
+    parser.add_argument("--peers-script", default=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                               "shared", "bench", "peers.py"))
+    parser.add_argument("--sop", action="store_true", help="also time SOP's test size, R@1/10/100/1000")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    report = {"machine": machine(), "load_before": os.getloadavg(), "sizes": {}}
+    print(f"machine: {report['machine']}; load average {report['load_before'][0]:.2f}")
+    for n in args.sizes:  # alternate the two libraries so both see the same load drift
+        x, y = eval_set(n)
+        row = {"keras_dml_runs": [], "pml_runs": []}
+        for _ in range(args.rounds):
+            result, seconds = time_once(x, y, (1,))
+            row["keras_dml_runs"].append(seconds)
+            if args.peer_python:
+                row["pml_runs"].append(run_peer(args.peer_python, args.peers_script, n))
+        row["keras_dml"] = {"seconds": statistics.median(row["keras_dml_runs"]),
+                            "peak_mb": peak_memory_mb(x, y, (1,)), **result}
+        if row["pml_runs"]:
+            row["pml"] = {**row["pml_runs"][-1],
+                          "seconds": statistics.median(r["seconds"] for r in row["pml_runs"])}
+        report["sizes"][n] = row
+    if args.sop:
+        x, y = sop_like_set()
+        result, seconds = time_once(x, y, (1, 10, 100, 1000))
+        report["sop"] = {"n": len(x), "classes": int(len(np.unique(y))), "seconds": seconds,
+                         "peak_mb": peak_memory_mb(x, y, (1, 10, 100, 1000)),
+                         "embeddings_mb": x.nbytes / 2**20, **result}
+    report["load_after"] = os.getloadavg()
+
+    print(f"\nretrieval metrics, D = 512, N / 50 classes; median of {args.rounds} alternating runs each; "
+          f"load average after: {report['load_after'][0]:.2f}")
+    print(f"{'N':>7} {'keras_dml s':>12} {'peak MiB':>8} {'PML s':>8} {'ratio':>6}   "
+          f"{'P@1':>15} {'R-Precision':>15} {'MAP@R':>15}")
+    for n, row in report["sizes"].items():
+        ours, pml = row["keras_dml"], row.get("pml")
+        theirs = f"{pml['seconds']:8.2f} {ours['seconds'] / pml['seconds']:6.2f}" if pml else f"{'-':>8} {'-':>6}"
+        runs = " ".join(f"{t:.2f}" for t in row["keras_dml_runs"])
+        if pml:
+            runs += " | PML " + " ".join(f"{r['seconds']:.2f}" for r in row["pml_runs"])
+        values = "".join(
+            f" {ours[name]:.5f}/{pml[peer_name]:.5f}" if pml else f" {ours[name]:15.5f}"
+            for peer_name, name in PEER_NAMES.items())
+        print(f"{n:>7} {ours['seconds']:12.2f} {ours['peak_mb']:8.0f} {theirs}  {values}")
+        print(f"{'':>7} runs (s): keras_dml {runs}")
+        if pml:
+            row["max_metric_difference"] = max(abs(ours[name] - pml[p]) for p, name in PEER_NAMES.items())
+            print(f"{'':>7} keras_dml/PML metric values; largest difference {row['max_metric_difference']:.2e}")
+    if args.sop:
+        sop = report["sop"]
+        print(f"\nSOP-sized: N = {sop['n']}, {sop['classes']} classes, R@1/10/100/1000 + MAP@R: "
+              f"{sop['seconds']:.1f} s, peak {sop['peak_mb']:.0f} MiB beyond the {sop['embeddings_mb']:.0f} MiB "
+              f"of embeddings; R@1 {sop['recall@1']:.4f}, R@1000 {sop['recall@1000']:.4f}, "
+              f"MAP@R {sop['map_at_r']:.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
