@@ -5,6 +5,9 @@
              ├─> embedder.onnx     the same function frozen, converted by tf2onnx, dynamic batch
              └─> model_card.json   shapes, dtypes, preprocessing, versions, metrics, parity
 
+`export_pddm_scorer` does the same for a trained PDDM unit, as a re-ranking scorer
+`(query (n, D), candidates (n, c, D)) -> scores (n, c)` (`pddm_scorer.onnx`).
+
 Both artefacts come from one `tf.function`. The ONNX model is converted from its frozen
 graph with `tf2onnx.convert.from_graph_def`, not with `tf2onnx.convert.from_function`
 (which Keras's own `model.export(format="onnx")` uses): that path lists constants the
@@ -35,11 +38,14 @@ import numpy as np
 FORMATS = ("saved_model", "onnx")
 SAVED_MODEL_DIR = "saved_model"
 ONNX_FILE = "embedder.onnx"
+SCORER_ONNX_FILE = "pddm_scorer.onnx"
 CARD_FILE = "model_card.json"
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
+QUERY_NAME, CANDIDATES_NAME, SCORES_NAME = "query", "candidates", "scores"
 VERIFY_BATCH_SIZES = (1, 3, 16)
+VERIFY_CANDIDATES = (1, 5, 7)  # candidates per query for the scorer, one count per batch size
 TOLERANCE = 1e-4
 ONNX_OPSET = 17
 
@@ -84,27 +90,67 @@ def export_embedder(model, directory, formats=FORMATS, include_preprocessing=Tru
     metrics = _check_metrics(metrics)
     if not pixel_scale > 0:
         raise ValueError(f"pixel_scale must be positive; got pixel_scale={pixel_scale!r}.")
-    target = Path(directory)
-    _check_target(target, overwrite)
-
     serve = serving_function(embedder, include_preprocessing, pixel_scale)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
-    staging.mkdir()
-    try:
-        with _quiet_converters():
-            if "saved_model" in formats:
-                _write_saved_model(embedder, serve, staging / SAVED_MODEL_DIR)
-            if "onnx" in formats:
-                _write_onnx(serve, staging / ONNX_FILE, opset)
-        parity = _verify(embedder, staging, formats, input_shape, include_preprocessing, pixel_scale) if verify else None
-        card = _model_card(embedder, formats, input_shape, include_preprocessing, pixel_scale, opset, metrics, parity)
-        (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-        _move_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return card
+
+    def write(staging):
+        _write_artefacts(embedder, serve, staging, formats, ONNX_FILE, opset, ("batch",))
+        parity = None
+        if verify:
+            cases = _embedder_cases(embedder, input_shape, include_preprocessing, pixel_scale)
+            parity = {"batch_sizes": list(VERIFY_BATCH_SIZES), "tolerance": TOLERANCE,
+                      "max_abs_diff": _verify(staging, formats, ONNX_FILE, OUTPUT_NAME, cases)}
+        return _embedder_card(embedder, formats, input_shape, include_preprocessing, pixel_scale, opset, metrics,
+                              parity)
+
+    return _export(directory, overwrite, write)
+
+
+def export_pddm_scorer(pddm, directory, formats=FORMATS, verify=True, overwrite=False, opset=ONNX_OPSET):
+    """Write a trained PDDM unit as a re-ranking scorer: `(query, candidates) -> scores`.
+
+    The artefacts take `query` `(n, D)` and `candidates` `(n, c, D)` float32 embeddings
+    (both dimensions `n` and `c` free) and return `scores` `(n, c)`, `S(query_i,
+    candidate_ij)`, higher = more similar: the scorer `keras_dml.index.Index.search(...,
+    rerank=...)` takes, served without the embedder's training code. Written, verified
+    (at `(n, c)` = (1, 1), (3, 5), (16, 7)) and moved into place like `export_embedder`.
+
+    Args:
+        pddm: a built `keras_dml.layers.PDDM`, or an object holding one as `.pddm` (the
+            `PDDMLoss` criterion, e.g. `metric_model.criterion`).
+        directory, formats, verify, overwrite, opset: as for `export_embedder`.
+
+    Returns:
+        The model card, also written to `directory/model_card.json`.
+    """
+    pddm = getattr(pddm, "pddm", pddm)
+    formats = _check_formats(formats)
+    _check_tensorflow_backend()
+    if not isinstance(pddm, keras.layers.Layer) or not pddm.built or not getattr(pddm, "feature_dim", None):
+        raise ValueError(f"pddm must be a built keras_dml.layers.PDDM (or hold one as .pddm); got {pddm!r}.")
+    serve = scorer_function(pddm)
+
+    def write(staging):
+        _write_artefacts(pddm, serve, staging, formats, SCORER_ONNX_FILE, opset, ("batch", "candidates"))
+        parity = None
+        if verify:
+            parity = {"batch_sizes": list(VERIFY_BATCH_SIZES), "candidates": list(VERIFY_CANDIDATES),
+                      "tolerance": TOLERANCE,
+                      "max_abs_diff": _verify(staging, formats, SCORER_ONNX_FILE, SCORES_NAME, _scorer_cases(pddm))}
+        dim = pddm.feature_dim
+        return {
+            "model_name": pddm.name,
+            "kind": "pddm_scorer",
+            "feature_dim": dim,
+            "inputs": [{"name": QUERY_NAME, "shape": [None, dim], "dtype": "float32"},
+                       {"name": CANDIDATES_NAME, "shape": [None, None, dim], "dtype": "float32"}],
+            "output": {"name": SCORES_NAME, "shape": [None, None], "dtype": "float32"},
+            "higher_is_more_similar": True,
+            "artefacts": _artefacts(formats, SCORER_ONNX_FILE, opset),
+            "versions": _versions(formats),
+            "verification": parity,
+        }
+
+    return _export(directory, overwrite, write)
 
 
 def serving_function(embedder, include_preprocessing=True, pixel_scale=1.0):
@@ -124,6 +170,20 @@ def serving_function(embedder, include_preprocessing=True, pixel_scale=1.0):
         return {OUTPUT_NAME: tf.cast(embedder(x, training=False), tf.float32)}
 
     return serve
+
+
+def scorer_function(pddm):
+    """The `tf.function` a PDDM scorer is exported from: `(query, candidates) -> {"scores": float32}`."""
+    import tensorflow as tf
+
+    dim = pddm.feature_dim
+
+    @tf.function(input_signature=[tf.TensorSpec((None, dim), tf.float32, name=QUERY_NAME),
+                                  tf.TensorSpec((None, None, dim), tf.float32, name=CANDIDATES_NAME)])
+    def score(query, candidates):
+        return {SCORES_NAME: tf.cast(pddm(query[:, None, :], candidates), tf.float32)}
+
+    return score
 
 
 def load_embedder(source):
@@ -156,11 +216,12 @@ def load_embedder(source):
 def describe_export(card, directory):
     """A few lines saying what `export_embedder` wrote to `directory` and how well it matched Keras."""
     lines = [f"Exported {card['model_name']} to {directory}:"]
-    signature = f"{card['input']['name']} {card['input']['dtype']} {tuple(card['input']['shape'])} -> " \
-                f"{card['output']['name']} {card['output']['dtype']} {tuple(card['output']['shape'])}"
+    inputs = card["inputs"] if "inputs" in card else [card["input"]]
+    signature = " -> ".join(", ".join(f"{t['name']} {t['dtype']} {tuple(t['shape'])}" for t in tensors)
+                            for tensors in (inputs, [card["output"]]))
     for fmt, artefact in card["artefacts"].items():
         detail = f"signature {artefact['signature']!r}" if fmt == "saved_model" else f"opset {artefact['opset']}"
-        lines.append(f"  {artefact['path']:<16} {fmt} ({detail}): {signature}")
+        lines.append(f"  {artefact['path']:<18} {fmt} ({detail}): {signature}")
     check = card["verification"]
     if check is None:
         lines.append("  not verified (verify=False)")
@@ -182,9 +243,7 @@ def _check_formats(formats):
 
 def _check_embedder(embedder):
     """The embedder's input shape without the batch; raises ValueError for what cannot be exported."""
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"Export runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
-                           f"the current backend is {keras.backend.backend()!r}.")
+    _check_tensorflow_backend()
     if not isinstance(embedder, keras.Model):
         raise ValueError(f"model must be a keras.Model (or have an .embedder that is one); got {type(embedder)}.")
     inputs, outputs = getattr(embedder, "inputs", None), getattr(embedder, "outputs", None)
@@ -209,6 +268,12 @@ def _check_embedder(embedder):
                          "Decorate them with @keras.saving.register_keras_serializable() and give them "
                          "get_config, so the exported model can be traced back to a .keras file.")
     return input_shape
+
+
+def _check_tensorflow_backend():
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"Export runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
+                           f"the current backend is {keras.backend.backend()!r}.")
 
 
 def _is_serializable(cls):
@@ -239,6 +304,34 @@ def _check_target(target, overwrite):
         raise FileExistsError(f"{target} exists and is not empty; pass overwrite=True to replace it.")
 
 
+def _export(directory, overwrite, write):
+    """Run `write(staging)` in a new sibling of `directory`, add the card it returns, then move it into place.
+
+    Any failure removes the staging directory, so `directory` stays as it was.
+    """
+    target = Path(directory)
+    _check_target(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.partial"
+    staging.mkdir()
+    try:
+        card = write(staging)
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return card
+
+
+def _write_artefacts(layer, serve, directory, formats, onnx_file, opset, dynamic_dims):
+    with _quiet_converters():
+        if "saved_model" in formats:
+            _write_saved_model(layer, serve, directory / SAVED_MODEL_DIR)
+        if "onnx" in formats:
+            _write_onnx(serve, directory / onnx_file, opset, dynamic_dims)
+
+
 @contextlib.contextmanager
 def _quiet_converters():
     """Silence TensorFlow's deprecation notices and tf2onnx's progress logs while converting."""
@@ -253,8 +346,8 @@ def _quiet_converters():
             logger.setLevel(level)
 
 
-def _write_saved_model(embedder, serve, path):
-    """A SavedModel holding the embedder's variables and `serve`, also as the serving signature.
+def _write_saved_model(layer, serve, path):
+    """A SavedModel holding the layer's variables and `serve`, also as the serving signature.
 
     The root is a bare `tf.Module` rather than Keras's `ExportArchive`, whose walk over
     every layer looking for lookup tables (an image embedder has none) took most of the
@@ -264,85 +357,136 @@ def _write_saved_model(embedder, serve, path):
     import tensorflow as tf
 
     root = tf.Module()
-    root.embedder_variables = list(embedder.variables)
+    root.model_variables = list(layer.variables)
     root.serve = serve
     tf.saved_model.save(root, str(path), signatures={SIGNATURE: serve.get_concrete_function()},
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
 
 
-def _write_onnx(serve, path, opset):
+def _write_onnx(serve, path, opset, dynamic_dims):
+    """`serve` as an ONNX model whose inputs and output keep their names; free dimensions named `dynamic_dims`."""
     import onnx
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
-    (images,), (embeddings,) = frozen.inputs, frozen.outputs
+    concrete = serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete, aggressive_inlining=True)
+    (output,), (output_name,) = frozen.outputs, concrete.structured_outputs
+    names = {tensor.name: tensor.name.split(":")[0] for tensor in frozen.inputs}  # the TensorSpec names
     proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(), input_names=[images.name], output_names=[embeddings.name], opset=opset,
-        tensors_to_rename={images.name: INPUT_NAME, embeddings.name: OUTPUT_NAME})
+        _inlinable(frozen.graph.as_graph_def()), input_names=list(names), output_names=[output.name],
+        opset=opset, custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+        tensors_to_rename={**names, output.name: output_name})
     for value in (*proto.graph.input, *proto.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        for dim, name in zip(value.type.tensor_type.shape.dim, dynamic_dims):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
 
 
-def _verify(embedder, directory, formats, input_shape, include_preprocessing, pixel_scale):
-    """Largest absolute difference between each artefact's embeddings and Keras's; raises beyond TOLERANCE."""
+def _inlinable(graph_def):
+    """`graph_def` with its nested XLA functions made inlinable.
+
+    Keras's TensorFlow backend runs grouped convolutions (ConvNeXt's depthwise 7x7) in a
+    nested `tf.function(jit_compile=True)`, which freezing keeps as a no-inline function
+    call that ONNX cannot express. Without these attributes the function inliner of
+    grappler, which tf2onnx runs, inlines the plain Conv2D inside.
+    """
+    for function in graph_def.library.function:
+        for key in ("_noinline", "_XlaMustCompile"):
+            if key in function.attr:
+                del function.attr[key]
+    for node in graph_def.node:
+        if "_XlaMustCompile" in node.attr:
+            del node.attr["_XlaMustCompile"]
+    return graph_def
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx handler: `erfc(x) = 1 - erf(x)`. tf2onnx 1.17 cannot convert Erfc, which TF's exact GELU uses."""
+    import tf2onnx
+
+    erf = ctx.make_node("Erf", [node.input[0]])
+    dtype = tf2onnx.utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(tf2onnx.utils.make_name(f"{node.name}/one"), np.array(1, dtype=dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+    return node
+
+
+def _verify(directory, formats, onnx_file, output_name, cases):
+    """Largest absolute difference of each reloaded artefact from Keras over `cases` of `(feed, expected)`.
+
+    Raises `ExportVerificationError` when an artefact returns another shape or differs by
+    more than `TOLERANCE`.
+    """
     runners = {}
     if "saved_model" in formats:
         import tensorflow as tf
 
         signature = tf.saved_model.load(str(directory / SAVED_MODEL_DIR)).signatures[SIGNATURE]
-        runners["saved_model"] = lambda x: signature(**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
+        runners["saved_model"] = lambda feed: signature(**{k: tf.constant(v) for k, v in feed.items()})[output_name]
     if "onnx" in formats:
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
-        runners["onnx"] = lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        session = onnxruntime.InferenceSession(str(directory / onnx_file), providers=["CPUExecutionProvider"])
+        runners["onnx"] = lambda feed: session.run([output_name], feed)[0]
 
-    rng = np.random.default_rng(0)
     worst = dict.fromkeys(runners, 0.0)
+    for feed, expected in cases:
+        for fmt, run in runners.items():
+            got = np.asarray(run(feed))
+            if got.shape != expected.shape:
+                shapes = {name: value.shape for name, value in feed.items()}
+                raise ExportVerificationError(f"{fmt} returned shape {got.shape} for inputs {shapes}; "
+                                              f"Keras returned {expected.shape}.")
+            worst[fmt] = max(worst[fmt], float(np.max(np.abs(got - expected))))
+    failed = {fmt: diff for fmt, diff in worst.items() if not diff <= TOLERANCE}
+    if failed:
+        raise ExportVerificationError(f"Exported {output_name} differ from Keras's by up to {failed} "
+                                      f"(tolerance {TOLERANCE}); nothing was written.")
+    return worst
+
+
+def _embedder_cases(embedder, input_shape, include_preprocessing, pixel_scale):
+    """Random uint8 images at each verification batch size, fed as the artefacts take them, and Keras's embeddings."""
+    rng = np.random.default_rng(0)
+    cases = []
     for batch_size in VERIFY_BATCH_SIZES:
         pixels = rng.integers(0, 256, size=(batch_size, *input_shape)).astype("uint8")
         floats = pixels.astype("float32") * np.float32(pixel_scale)
         expected = keras.ops.convert_to_numpy(embedder(floats, training=False)).astype("float32")
         feed = pixels if include_preprocessing else floats.astype(keras.backend.standardize_dtype(embedder.inputs[0].dtype))
-        for fmt, run in runners.items():
-            got = np.asarray(run(feed))
-            if got.shape != expected.shape:
-                raise ExportVerificationError(f"{fmt} returned shape {got.shape} for a batch of {batch_size}; "
-                                              f"Keras returned {expected.shape}.")
-            worst[fmt] = max(worst[fmt], float(np.max(np.abs(got - expected))))
-    failed = {fmt: diff for fmt, diff in worst.items() if not diff <= TOLERANCE}
-    if failed:
-        raise ExportVerificationError(f"Exported embeddings differ from Keras's by up to {failed} "
-                                      f"(tolerance {TOLERANCE}); nothing was written.")
-    return {"batch_sizes": list(VERIFY_BATCH_SIZES), "tolerance": TOLERANCE, "max_abs_diff": worst}
+        cases.append(({INPUT_NAME: feed}, expected))
+    return cases
 
 
-def _model_card(embedder, formats, input_shape, include_preprocessing, pixel_scale, opset, metrics, parity):
-    import tensorflow as tf
+def _scorer_cases(pddm):
+    """Random unit-norm queries and candidates at each (batch, candidates) size, and Keras's scores."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for batch_size, candidates in zip(VERIFY_BATCH_SIZES, VERIFY_CANDIDATES):
+        query = rng.normal(size=(batch_size, pddm.feature_dim)).astype("float32")
+        pool = rng.normal(size=(batch_size, candidates, pddm.feature_dim)).astype("float32")
+        query /= np.linalg.norm(query, axis=-1, keepdims=True)
+        pool /= np.linalg.norm(pool, axis=-1, keepdims=True)
+        expected = keras.ops.convert_to_numpy(pddm(query[:, None, :], pool)).astype("float32")
+        cases.append(({QUERY_NAME: query, CANDIDATES_NAME: pool}, expected))
+    return cases
 
-    import keras_dml
 
+def _embedder_card(embedder, formats, input_shape, include_preprocessing, pixel_scale, opset, metrics, parity):
     dim = int(embedder.outputs[0].shape[-1])
     if include_preprocessing:
         preprocessing = f"float32(images) * {pixel_scale!r}, then the embedder, whose own layers do the rest"
     else:
         preprocessing = "none outside the embedder: feed the float values the Keras model takes"
-    artefacts = {}
-    versions = {"keras_dml": keras_dml.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
-    if "saved_model" in formats:
-        artefacts["saved_model"] = {"path": SAVED_MODEL_DIR, "signature": SIGNATURE}
-    if "onnx" in formats:
-        import tf2onnx
-
-        artefacts["onnx"] = {"path": ONNX_FILE, "opset": opset}
-        versions["tf2onnx"] = tf2onnx.__version__
     probe = np.random.default_rng(0).uniform(0, 255 * pixel_scale, size=(2, *input_shape)).astype("float32")
     norms = np.linalg.norm(keras.ops.convert_to_numpy(embedder(probe, training=False)), axis=1)
     return {
         "model_name": embedder.name,
+        "kind": "embedder",
         "embedding_dim": dim,
         "normalized": bool(np.allclose(norms, 1.0, atol=1e-3)),
         "distance": "euclidean",
@@ -351,11 +495,33 @@ def _model_card(embedder, formats, input_shape, include_preprocessing, pixel_sca
         "output": {"name": OUTPUT_NAME, "shape": [None, dim], "dtype": "float32"},
         "preprocessing": preprocessing,
         "pixel_scale": float(pixel_scale) if include_preprocessing else None,
-        "artefacts": artefacts,
-        "versions": versions,
+        "artefacts": _artefacts(formats, ONNX_FILE, opset),
+        "versions": _versions(formats),
         "metrics": metrics,
         "verification": parity,
     }
+
+
+def _artefacts(formats, onnx_file, opset):
+    artefacts = {}
+    if "saved_model" in formats:
+        artefacts["saved_model"] = {"path": SAVED_MODEL_DIR, "signature": SIGNATURE}
+    if "onnx" in formats:
+        artefacts["onnx"] = {"path": onnx_file, "opset": opset}
+    return artefacts
+
+
+def _versions(formats):
+    import tensorflow as tf
+
+    import keras_dml
+
+    versions = {"keras_dml": keras_dml.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+    if "onnx" in formats:
+        import tf2onnx
+
+        versions["tf2onnx"] = tf2onnx.__version__
+    return versions
 
 
 def _move_into_place(staging, target):

@@ -9,10 +9,14 @@ import pytest
 import tensorflow as tf
 
 from keras_dml import export
-from keras_dml.export import ExportVerificationError, describe_export, export_embedder, load_embedder
+from keras_dml.export import (ExportVerificationError, describe_export, export_embedder, export_pddm_scorer,
+                              load_embedder)
+from keras_dml.index import Index
+from keras_dml.layers import PDDM
 from keras_dml.models.embedder import build_embedder
 
 DIGITS_SCALE = 1 / 255
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export is TensorFlow-specific")
 
 
 def _pixels(shape, batch_size, seed):
@@ -76,6 +80,19 @@ def test_application_backbone_export_takes_uint8_and_matches_keras(tmp_path, bac
     _check_artefacts(embedder, directory, card, uint8=True, pixel_scale=1.0)
 
 
+def test_grouped_convolution_and_exact_gelu_convert_to_onnx(tmp_path):
+    # ConvNeXt's two obstacles in miniature: Keras runs a grouped convolution in a nested
+    # XLA function, and TF's exact GELU uses Erfc, which tf2onnx 1.17 cannot convert.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=4)(inputs)
+    x = keras.layers.Activation("gelu")(x)
+    x = keras.layers.Dense(16)(keras.layers.GlobalAveragePooling2D()(x))
+    embedder = keras.Model(inputs, keras.layers.UnitNormalization()(x), name="grouped_gelu")
+    card = export_embedder(embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
+    _check_artefacts(embedder, tmp_path / "export", card, uint8=True, pixel_scale=DIGITS_SCALE)
+
+
 def test_only_the_embedder_of_a_metric_model_is_exported(small_embedder, tmp_path):
     class WithProxies(keras.Model):
         def __init__(self, embedder):
@@ -124,6 +141,12 @@ def test_bad_models_and_arguments_give_clear_errors(small_embedder, tmp_path):
     with pytest.raises(ValueError, match=r"custom classes Keras cannot reload.*Unregistered.*register_keras_serializable"):
         export_embedder(custom, tmp_path / "a")
     assert not any(tmp_path.iterdir())
+
+
+def test_other_backends_are_told_to_export_from_tensorflow(small_embedder, tmp_path, monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow.*'jax'"):
+        export_embedder(small_embedder, tmp_path / "a")
 
 
 def test_non_empty_directory_is_refused_unless_overwrite(small_embedder, tmp_path):
@@ -176,3 +199,44 @@ def test_load_embedder_from_keras_file_or_run_directory(small_embedder, tmp_path
         load_embedder(tmp_path)
     with pytest.raises(ValueError, match="a .keras file or a run directory"):
         load_embedder(run / "metrics.json")
+
+
+def test_pddm_scorer_export_reloads_matches_keras_and_reranks_like_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    pddm = PDDM(hidden_dim=8)
+    pddm.build((None, 16), (None, 16))
+    criterion = types.SimpleNamespace(pddm=pddm)  # what PDDMLoss looks like to the exporter
+    card = export_pddm_scorer(criterion, tmp_path / "scorer")
+    assert json.loads((tmp_path / "scorer" / "model_card.json").read_text()) == card
+    assert card["kind"] == "pddm_scorer" and card["feature_dim"] == 16
+    assert [t["name"] for t in card["inputs"]] == ["query", "candidates"] and card["output"]["shape"] == [None, None]
+    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
+    assert "query float32 (None, 16), candidates float32 (None, None, 16) -> scores" in describe_export(card, "x")
+
+    signature = tf.saved_model.load(str(tmp_path / "scorer" / "saved_model")).signatures["serving_default"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "scorer" / "pddm_scorer.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    assert [i.shape for i in session.get_inputs()] == [["batch", 16], ["batch", "candidates", 16]]
+    rng = np.random.default_rng(5)
+    for n, c in [(1, 1), (4, 9), (16, 3)]:
+        query, candidates = rng.normal(size=(n, 16)).astype("float32"), rng.normal(size=(n, c, 16)).astype("float32")
+        expected = keras.ops.convert_to_numpy(pddm(query[:, None, :], candidates))
+        from_saved_model = signature(query=tf.constant(query), candidates=tf.constant(candidates))["scores"].numpy()
+        from_onnx = session.run(["scores"], {"query": query, "candidates": candidates})[0]
+        assert from_onnx.shape == from_saved_model.shape == (n, c)
+        np.testing.assert_allclose(from_saved_model, expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(from_onnx, expected, atol=1e-4, rtol=0)
+
+    # The served scorer re-ranks an index search exactly as the Keras layer does.
+    index = Index()
+    index.add(rng.normal(size=(40, 16)).astype("float32"))
+    queries = rng.normal(size=(5, 16)).astype("float32")
+    onnx_scorer = lambda a, b: session.run(["scores"], {"query": np.ascontiguousarray(a[:, 0]), "candidates": b})[0]  # noqa: E731
+    ids_keras, scores_keras = index.search(queries, k=4, rerank=pddm, rerank_depth=12)
+    ids_onnx, scores_onnx = index.search(queries, k=4, rerank=onnx_scorer, rerank_depth=12)
+    np.testing.assert_array_equal(ids_onnx, ids_keras)
+    np.testing.assert_allclose(scores_onnx, scores_keras, atol=1e-4)
+
+    with pytest.raises(ValueError, match="built keras_dml.layers.PDDM"):
+        export_pddm_scorer(PDDM(), tmp_path / "unbuilt")
+
