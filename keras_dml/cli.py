@@ -165,7 +165,8 @@ def _export(args):
 
     embedder, metrics = load_embedder(args.model)
     card = export_embedder(embedder, args.out, formats=args.formats, include_preprocessing=not args.float_input,
-                           overwrite=args.overwrite, metrics=metrics, pixel_scale=args.pixel_scale)
+                           verify=not args.no_verify, overwrite=args.overwrite, metrics=metrics,
+                           pixel_scale=args.pixel_scale)
     print(describe_export(card, args.out))
     return 0
 
@@ -233,6 +234,8 @@ def build_parser():
     export.add_argument("--pixel-scale", type=float, default=1.0,
                         help="value of one uint8 unit in the embedder's input (1/255 for [0, 1] inputs)")
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--no-verify", action="store_true",
+                        help="skip reloading the artefacts and comparing them with Keras (not recommended)")
     export.set_defaults(handler=_export)
     return parser
 
