@@ -232,6 +232,10 @@ def test_reranked_metrics_match_a_brute_force_reference():
     assert all(same[f"recall@{K}"] == pytest.approx(plain[f"recall@{K}"]) for K in (1, 2, 4))
     with pytest.raises(ValueError, match="top_k"):
         retrieval_metrics_reranked(x, labels, pddm, top_k=2, k=(1, 4))
+    # retrieval_metrics takes the unit directly.
+    assert retrieval_metrics(x, labels, k=(1, 2, 4), pddm=pddm, rerank_top_k=5, chunk_size=7) == result
+    with pytest.raises(ValueError, match="pddm"):
+        retrieval_metrics(x, labels, k=(1,), pddm=pddm, nmi=True)
 
 
 def test_a_pddm_unit_reranks_index_search():

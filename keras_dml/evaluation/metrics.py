@@ -74,6 +74,8 @@ def retrieval_metrics(
     per_class=False,
     chunk_size=1024,
     seed=0,
+    pddm=None,
+    rerank_top_k=10,
 ):
     """Recall@K, R-Precision and MAP@R (and optionally NMI) of labelled embeddings.
 
@@ -88,12 +90,23 @@ def retrieval_metrics(
         per_class: also return `"per_class"`: `{label: {metric: value}}`.
         chunk_size: rows per block of the search; results do not depend on it.
         seed: seed of the k-means behind NMI.
+        pddm: optional scorer (a trained `keras_dml.layers.PDDM`): report Recall@K after
+            re-ranking each query's `rerank_top_k` nearest neighbours by its score (see
+            `keras_dml.evaluation.retrieval_metrics_reranked`; Recall@K only, K <= top k).
 
     Returns:
         A dict with `"recall@K"` for each K, `"r_precision"`, `"map_at_r"`,
         `"num_queries"`, `"skipped_queries"` (queries whose class has no other sample
         in the gallery), plus `"nmi"` and `"per_class"` when asked for.
     """
+    if pddm is not None:
+        if gallery_embeddings is not None or nmi or per_class:
+            raise ValueError("pddm re-ranking reports Recall@K on a single set: it does not combine with "
+                             "a separate gallery, nmi or per_class.")
+        from keras_dml.evaluation.rerank import retrieval_metrics_reranked
+
+        return retrieval_metrics_reranked(embeddings, labels, pddm, top_k=rerank_top_k, k=k, distance=distance,
+                                          chunk_size=chunk_size)
     distance = knn.check_distance(distance)
     queries = knn.check_embeddings(embeddings, "embeddings")
     labels = knn.check_column(labels, len(queries), "labels")
