@@ -182,17 +182,28 @@ def make_strategy(config):
 
 
 def train(config, run_dir, resume=False, callbacks=(), verbose=1):
-    """Train as `config` says, writing the run directory; returns `(model, metrics)`."""
-    from keras_dml.evaluation import RetrievalEvaluation
-    from keras_dml.models import MetricModel, build_embedder
+    """Train as `config` says, writing the run directory; returns `(model, metrics)`.
 
+    `config.mixed_precision` (e.g. `"mixed_bfloat16"`) applies to this run only: the
+    global dtype policy is restored afterwards.
+    """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     strategy, jit_compile = make_strategy(config)
     run_dir = _prepare_run_dir(run_dir, config, resume)
     keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy(config.mixed_precision)
+    try:
+        return _fit(config, run_dir, strategy, jit_compile, callbacks, verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _fit(config, run_dir, strategy, jit_compile, callbacks, verbose):
+    from keras_dml.evaluation import RetrievalEvaluation
+    from keras_dml.models import MetricModel, build_embedder
 
     train_batches, test_batches, num_classes, input_shape, train_size = load_data(config)
     batch_size = config.classes_per_batch * config.samples_per_class

@@ -225,3 +225,14 @@ def test_nmi_of_separated_clusters_is_one():
 def test_bad_input_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         retrieval_metrics(**{"k": 1, **kwargs})
+
+
+def test_bfloat16_embeddings_from_mixed_precision_models_are_accepted():
+    import ml_dtypes
+
+    x = np.array([[0.0, 1.0], [0.0, 0.9], [1.0, 0.0], [0.9, 0.1]], "float32")
+    labels = [0, 0, 1, 1]
+    as_bf16 = retrieval_metrics(x.astype(ml_dtypes.bfloat16), labels, k=1)
+    assert as_bf16["recall@1"] == retrieval_metrics(x, labels, k=1)["recall@1"] == 1.0
+    with pytest.raises(ValueError, match="real numbers"):
+        retrieval_metrics(np.array([["a", "b"], ["c", "d"]]), [0, 0], k=1)

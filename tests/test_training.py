@@ -97,6 +97,15 @@ def test_mirrored_strategy_run_and_strategy_errors(tmp_path):
         training.train(_digits(strategy="tpu-pod"), tmp_path / "t", verbose=0)
 
 
+def test_mixed_precision_run_restores_the_global_policy(tmp_path):
+    before = keras.config.dtype_policy().name
+    model, metrics = training.train(_digits(epochs=1, steps_per_epoch=2, mixed_precision="mixed_bfloat16"),
+                                    tmp_path / "mp", verbose=0)
+    assert model.embedder.dtype_policy.name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == before
+    assert 0.0 < metrics["recall@1"] <= 1.0
+
+
 def test_bad_loss_spec_and_optimizer():
     with pytest.raises(ValueError, match="Unknown loss class"):
         training.build_criterion({"class": "ArcFace"}, 5, 16)

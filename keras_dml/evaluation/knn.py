@@ -69,7 +69,8 @@ def check_embeddings(x, name="embeddings"):
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (n, dim); got shape {x.shape}.")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+    # bfloat16 (ml_dtypes, from mixed-precision models) is real but not an np.number.
+    if (not np.issubdtype(x.dtype, np.number) and x.dtype.name != "bfloat16") or np.iscomplexobj(x):
         raise ValueError(f"{name} must hold real numbers; got dtype {x.dtype}.")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
