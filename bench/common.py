@@ -13,10 +13,23 @@ PEERS_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peers
 
 
 def machine():
-    """One line naming the machine the figures were taken on."""
+    """One line naming the machine the figures were taken on: CPU, cores, BLAS, load."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(sorted({f"{p['internal_api']} {p['version']}" for p in threadpool_info()
+                                 if p["user_api"] == "blas"})) or "none loaded"
+    except ImportError:
+        blas = "unknown"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, load average {load:.2f} at start")
+    return (f"{model}, {os.cpu_count()} cores, BLAS {blas}, Python {platform.python_version()}, "
+            f"load average {load:.2f} at start")
 
 
 def median_seconds(step, repeats=10, warmup=3):
@@ -31,18 +44,18 @@ def median_seconds(step, repeats=10, warmup=3):
     return statistics.median(times)
 
 
-def run_peer(peer_python, peer, args):
+def run_peer(peer_python, peer, args, script=PEERS_SCRIPT):
     """Run ../shared/bench/peers.py with another interpreter; its JSON result, or None."""
     if not peer_python:
         return None
-    if not PEERS_SCRIPT.exists():
-        print(f"(peer skipped: {PEERS_SCRIPT} not found)", file=sys.stderr)
+    if not Path(script).exists():
+        print(f"(peer skipped: {script} not found)", file=sys.stderr)
         return None
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         env = dict(os.environ)
         if peer == "tfsim":
             env["TF_USE_LEGACY_KERAS"] = "1"
-        cmd = [peer_python, str(PEERS_SCRIPT), peer, "--json", out.name, *args]
+        cmd = [peer_python, str(script), peer, "--json", out.name, *args]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             print(f"(peer {peer} failed: {result.stderr[-800:]})", file=sys.stderr)

@@ -16,17 +16,15 @@ peer runs in its own virtual environment (see the header of `peers.py`).
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench.common import machine, run_peer  # noqa: E402
 from keras_dml.evaluation import retrieval_metrics  # noqa: E402
 
 PEER_NAMES = {"precision_at_1": "recall@1", "r_precision": "r_precision",
@@ -73,33 +71,12 @@ def peak_memory_mb(x, y, k):
     return peak
 
 
-def run_peer(python, script, n):
+def pml_figures(python, script, n):
     """pytorch-metric-learning's figures for size `n`, from `peers.py` in its own venv."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "pml.json")
-        command = [python, script, "pml", "--batches", "--eval-sizes", str(n), "--json", out]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        with open(out) as f:
-            peer = json.load(f)
+    peer = run_peer(python, "pml", ["--batches", "--eval-sizes", str(n)], script=script)
+    if peer is None:
+        raise RuntimeError("the pytorch-metric-learning peer failed; see the message above.")
     return {"threads": peer["threads"], **peer["eval_s"][str(n)]}
-
-
-def machine():
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = ", ".join(f"{p['internal_api']} {p['version']} x{p['num_threads']}" for p in threadpool_info()
-                         if p["user_api"] == "blas")
-    except ImportError:
-        blas = "unknown"
-    return {"cpu": model, "cores": os.cpu_count(), "blas": blas, "python": platform.python_version(),
-            "numpy": np.__version__}
 
 
 def main():
@@ -115,7 +92,7 @@ def main():
     args = parser.parse_args()
 
     report = {"machine": machine(), "load_before": os.getloadavg(), "sizes": {}}
-    print(f"machine: {report['machine']}; load average {report['load_before'][0]:.2f}")
+    print(f"machine: {report['machine']}")
     for n in args.sizes:  # alternate the two libraries so both see the same load drift
         x, y = eval_set(n)
         row = {"keras_dml_runs": [], "pml_runs": []}
@@ -123,7 +100,7 @@ def main():
             result, seconds = time_once(x, y, (1,))
             row["keras_dml_runs"].append(seconds)
             if args.peer_python:
-                row["pml_runs"].append(run_peer(args.peer_python, args.peers_script, n))
+                row["pml_runs"].append(pml_figures(args.peer_python, args.peers_script, n))
         row["keras_dml"] = {"seconds": statistics.median(row["keras_dml_runs"]),
                             "peak_mb": peak_memory_mb(x, y, (1,)), **result}
         if row["pml_runs"]:

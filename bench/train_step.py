@@ -92,7 +92,7 @@ def main():
         for name in names:
             rates[name].append(images_per_second(models[name], data, args.steps, batch))
     base = float(np.median(rates["softmax cross-entropy"]))
-    print(f"\n| criterion | images/s | step time vs cross-entropy |\n|---|---|---|")
+    print("\n| criterion | images/s | step time vs cross-entropy |\n|---|---|---|")
     for name in names:
         rate = float(np.median(rates[name]))
         print(f"| {name} | {rate:.1f} | {base / rate - 1:+.1%} |")
