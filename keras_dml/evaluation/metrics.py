@@ -28,7 +28,7 @@ import numpy as np
 from keras_dml.evaluation import knn
 
 
-def _check_ks(k, gallery_size):
+def check_ks(k, gallery_size):
     ks = (k,) if np.isscalar(k) else tuple(k)
     if not ks or any(int(v) != v for v in ks):
         raise ValueError(f"k must be a positive integer or a non-empty sequence of them; got {k!r}.")
@@ -131,7 +131,7 @@ def retrieval_metrics(
             )
         gallery = knn.prepare(gallery, distance)
         gallery_size = len(gallery)
-    ks = _check_ks(k, gallery_size)
+    ks = check_ks(k, gallery_size)
     queries = knn.prepare(queries, distance)
 
     classes, codes = np.unique(np.concatenate([labels, gallery_labels]), return_inverse=True)

@@ -71,7 +71,7 @@ def retrieval_metrics_reranked(embeddings, labels, pddm, top_k=10, k=(1, 2, 4, 8
     labels = knn.check_column(labels, len(x), "labels")
     if int(top_k) != top_k or not 1 <= top_k <= len(x) - 1:
         raise ValueError(f"top_k must be an integer in [1, {len(x) - 1}] (the gallery size); got {top_k!r}.")
-    ks = metrics._check_ks(k, len(x) - 1)
+    ks = metrics.check_ks(k, len(x) - 1)
     if ks[-1] > top_k:
         raise ValueError(f"every k must be at most top_k={top_k} (only the top_k are re-ranked); got k={ks}.")
     _, codes = np.unique(labels, return_inverse=True)

@@ -12,17 +12,11 @@ import numpy as np
 from keras import ops
 
 from keras_dml import distances, miners
-from keras_dml.losses.base import TrainableMetricLoss, _concrete
+from keras_dml.losses.base import TrainableMetricLoss, check_positive_int, concrete_values
 
 # Distances are clamped below at this value so that repulsion stays finite (section 3).
 MIN_DISTANCE = 1e-3
 PROXY_TARGETS = ("all", "batch")
-
-
-def _positive_int(argument, value):
-    if isinstance(value, bool) or not float(value).is_integer() or value < 1:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -36,9 +30,9 @@ class ProxyLoss(TrainableMetricLoss):
 
     def __init__(self, num_classes, embedding_dim, proxies_per_class=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = _positive_int("num_classes", num_classes)
-        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
-        per_class = () if proxies_per_class is None else (_positive_int("proxies_per_class", proxies_per_class),)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        per_class = () if proxies_per_class is None else (check_positive_int("proxies_per_class", proxies_per_class),)
         self.proxies = self.add_weight(
             shape=(self.num_classes, *per_class, self.embedding_dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -47,7 +41,7 @@ class ProxyLoss(TrainableMetricLoss):
         self.built = True
 
     def call(self, labels, embeddings):
-        values = _concrete(labels)
+        values = concrete_values(labels)
         if values is not None and values.size and (values.min() < 0 or values.max() >= self.num_classes):
             raise ValueError(
                 f"labels must lie in [0, num_classes={self.num_classes}) for {type(self).__name__}; "
