@@ -39,6 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from keras_dml import distances
+from keras_dml.evaluation import screen as screen_module
 
 SUPPORTED_DISTANCES = ("euclidean", "squared_euclidean", "cosine", "dot")
 _EMPTY = np.uint64(np.iinfo(np.uint64).max)
@@ -51,6 +52,12 @@ _DENSE_SHARE = 0.125
 # The symmetric schedule keeps every query's list alive at once; above this many bytes
 # of lists it falls back to query chunks that each scan the whole gallery.
 _LIST_BUDGET_BYTES = 640 * 2**20
+# Screening pays off when few pairs pass it: lists short next to the gallery, rows wide
+# enough for the bfloat16 multiply to dominate. Above this many pairs of one query
+# passing in a block, a float32 multiply of its row is cheaper than one dot per pair.
+_SCREEN_DEPTH_RATIO = 128
+_SCREEN_MIN_DIM = 64
+_PAIRS_PER_QUERY = 12
 
 
 def check_distance(distance):
@@ -100,7 +107,7 @@ def prepare(x, distance):
     return x / np.maximum(norms, np.float32(1e-12))[:, None]
 
 
-def _augment(x, distance, side):
+def augment(x, distance, side):
     """`[x, v, 1]` (side `"left"`) or `[-x, 1, v]` (side `"right"`), float32."""
     out = np.empty((len(x), x.shape[1] + 2), np.float32)
     half_sq_norm = 0.0 if distance == "dot" else 0.5 * np.einsum("ij,ij->i", x, x)
@@ -151,73 +158,81 @@ def _bound_of(packed):
 
 
 class RunningTopK:
-    """The `depth` smallest keys offered so far for each of `num_queries` queries.
+    """The `depth` smallest keys offered so far for each of `num_queries` queries,
+    numbered from `first_query`.
 
     Lists hold up to `depth + slack` packed candidates; a list is cut back to `depth`
     only when it overflows, so merging is rare. `bound[q]` is never below query `q`'s
     true `depth`-th best key, which makes `values <= bound` a safe filter.
     """
 
-    def __init__(self, num_queries, depth):
+    def __init__(self, num_queries, depth, first_query=0):
+        self.first_query = first_query  # queries are numbered from here
         self.depth = int(depth)
         self.width = self.depth + _default_slack(self.depth)
         self.packed = np.full((num_queries, self.width), _EMPTY, np.uint64)
         self.fill = np.zeros(num_queries, np.int64)
         self.bound = np.full(num_queries, np.inf, np.float32)
 
-    def push(self, start, values, gallery_start, transposed=False):
-        """Offer `values[i, j]` as key of query `start + i`, gallery item `gallery_start + j`.
+    def push(self, queries, values, gallery_start, transposed=False):
+        """Offer `values[i, j]` as key of query `queries[i]` (an index array), gallery item
+        `gallery_start + j`.
 
-        With `transposed=True`, `values` is a block whose *columns* are the queries
-        (read as `values.T` without copying it).
+        With `transposed=True`, `values` is a block whose *columns* are the queries.
         """
-        axis = 0 if transposed else 1  # the gallery axis of `values`
-        rows = values.shape[1 - axis]
-        bound = self.bound[start:start + rows]
-        hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
-        if len(hits) > _DENSE_SHARE * values.size and values.shape[axis] >= self.depth:
+        keys = values.T if transposed else values  # one row per query
+        local = queries - self.first_query
+        # Most queries have no value under their bound once their lists have filled:
+        # one minimum per query finds the few that do.
+        near = np.flatnonzero(keys.min(axis=1) <= self.bound[local])
+        if len(near) == 0:
+            return
+        if len(near) < len(local) or transposed:
+            keys, local = keys[near], local[near]  # query-major and contiguous
+        bound = self.bound[local]
+        hits = np.flatnonzero(keys <= bound[:, None])
+        if len(hits) > _DENSE_SHARE * keys.size and keys.shape[1] >= self.depth:
             # Many values pass (a query's first block): each query's `depth`-th smallest
             # value in this block alone is a tighter bound; filter again with it.
-            kth = np.partition(values, self.depth - 1, axis=axis).take(self.depth - 1, axis=axis)
-            bound = self.bound[start:start + rows] = np.minimum(bound, kth)
-            hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
-        if len(hits) > _DENSE_SHARE * values.size:  # still many (deep lists): merge whole rows
-            ids = np.arange(gallery_start, gallery_start + values.shape[axis], dtype=np.uint64)
-            packed = _pack(values, np.expand_dims(ids, 1 - axis))
-            self._merge(slice(start, start + rows), packed.T if transposed else packed)
+            kth = np.partition(keys, self.depth - 1, axis=1)[:, self.depth - 1]
+            bound = self.bound[local] = np.minimum(bound, kth)
+            hits = np.flatnonzero(keys <= bound[:, None])
+        if len(hits) > _DENSE_SHARE * keys.size:  # still many (deep lists): merge whole rows
+            ids = np.arange(gallery_start, gallery_start + keys.shape[1], dtype=np.uint64)
+            self._merge(local, _pack(keys, ids[None, :]))
             return
-        major, minor = np.divmod(hits, values.shape[1])
-        if transposed:  # group the hits by query (column), keeping gallery order
-            order = np.argsort(minor.astype(np.uint16) if rows <= 2**16 else minor, kind="stable")
-            hits, q, g = hits[order], minor[order], major[order]
-        else:
-            q, g = major, minor
-        candidates = values.reshape(-1)[hits]
-        self._append(start, q, _pack(candidates, g.astype(np.uint64) + np.uint64(gallery_start)))
+        q, g = np.divmod(hits, keys.shape[1])
+        self._append(local[q], _pack(keys.reshape(-1)[hits], g.astype(np.uint64) + np.uint64(gallery_start)))
 
-    def _append(self, start, q, packed):
-        """Add `packed[c]` to the list of query `start + q[c]` (`q` sorted, ascending)."""
+    def push_pairs(self, queries, gallery_ids, keys):
+        """Offer `keys[c]` as key of query `queries[c]` (ascending), gallery item `gallery_ids[c]`."""
+        queries = queries - self.first_query
+        keep = keys <= self.bound[queries]
+        self._append(queries[keep], _pack(keys[keep], gallery_ids[keep]))
+
+    def _append(self, q, packed):
+        """Add `packed[c]` to the list of query `q[c]` (`q` sorted, ascending)."""
         if len(q) == 0:
             return
         first = np.flatnonzero(np.diff(q, prepend=-1))
         rows = q[first]
         counts = np.diff(first, append=len(q))
         rank = np.arange(len(q)) - np.repeat(first, counts)
-        fill = self.fill[start + rows]
+        fill = self.fill[rows]
         overflow = fill + counts > self.width
         fits = ~np.repeat(overflow, counts)
-        target = start + q[fits]
+        target = q[fits]
         self.packed[target, self.fill[target] + rank[fits]] = packed[fits]
-        self.fill[start + rows[~overflow]] += counts[~overflow]
+        self.fill[rows[~overflow]] += counts[~overflow]
         if overflow.any():
-            over = start + rows[overflow]
+            over = rows[overflow]
             extra = np.full((len(over), counts[overflow].max()), _EMPTY, np.uint64)
             which = np.repeat(np.arange(len(over)), counts[overflow])
             extra[which, rank[~fits]] = packed[~fits]
             self._merge(over, extra)
 
     def _merge(self, queries, packed):
-        """Cut `queries`' lists (an index array or a slice) plus the candidates
+        """Cut `queries`' lists (an index array) plus the candidates
         `packed` (one row per query) back to their `depth` best."""
         both = np.concatenate([self.packed[queries], packed], axis=1)
         both.partition(self.depth - 1, axis=1)
@@ -228,7 +243,7 @@ class RunningTopK:
 
     def result(self, start, stop):
         """`(gallery ids, keys)` of queries `start:stop`, closest first, ties by lower id."""
-        best = np.sort(self.packed[start:stop], axis=1)[:, :self.depth]
+        best = np.sort(self.packed[start - self.first_query:stop - self.first_query], axis=1)[:, :self.depth]
         if np.any(best == _EMPTY):
             raise ValueError("fewer gallery items than the requested depth were offered.")
         ids = (best & _LOW32).astype(np.int64)
@@ -248,7 +263,7 @@ def _spans(n, size):
 
 
 def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_size=1024,
-                    threads=None):
+                    threads=None, screen="auto"):
     """Yield `(start, stop, ids, keys)` for query chunks, in the order they finish.
 
     `ids[i]` are the `depth` nearest gallery rows of query `start + i`, closest first
@@ -256,9 +271,15 @@ def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_
     `gallery=None` the gallery is `queries` and each query leaves itself out. Inputs are
     float32 arrays already checked and prepared (`check_embeddings`, `prepare`).
 
-    Blocks are computed by `threads` worker threads (default: one per CPU core), each
-    with single-threaded BLAS while the generator runs, so no core waits on another's
-    share of a matrix multiply and the selection work runs in parallel too.
+    Blocks are computed by `threads` worker threads (default: one per CPU core, plus one
+    when screening), each with single-threaded BLAS while the generator runs, so no core
+    waits on another's share of a matrix multiply and the selection work runs in
+    parallel too.
+
+    `screen`: `"auto"` (default) screens blocks with a bfloat16 multiply
+    (`keras_dml.evaluation.screen`) where the CPU has bfloat16 units and the lists are
+    short next to the gallery; `True` screens wherever it is safe; `False` never does.
+    Screening changes no result beyond float32 rounding (see `KeyBlocks`).
     """
     symmetric = gallery is None
     gallery_size = len(queries) - 1 if symmetric else len(gallery)
@@ -268,40 +289,133 @@ def neighbor_chunks(queries, gallery=None, depth=1, distance="euclidean", chunk_
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
     if gallery_size >= 2**32:
         raise ValueError(f"the gallery holds {gallery_size} items; packed keys allow fewer than 2**32.")
-    threads = max(1, int(threads or _available_cores()))
+    if screen not in ("auto", True, False):
+        raise ValueError(f"screen must be 'auto', True or False; got {screen!r}.")
+    if screen == "auto":
+        screen = depth * _SCREEN_DEPTH_RATIO <= gallery_size and queries.shape[1] >= _SCREEN_MIN_DIM
+    blocks = KeyBlocks(queries, gallery, distance, screen)
+    # A thread waiting on TensorFlow's bfloat16 multiply leaves its core to TensorFlow's
+    # own threads, so screening keeps one more worker busy.
+    threads = max(1, int(threads or _available_cores() + (blocks.screen is not None)))
     width = depth + _default_slack(depth)
     pool = ThreadPoolExecutor(threads)
     try:
         with threadpool_limits(1, user_api="blas"):
             if symmetric and len(queries) * width * 8 <= _LIST_BUDGET_BYTES:
-                yield from _symmetric_chunks(pool, queries, depth, distance, chunk_size)
+                yield from _symmetric_chunks(pool, blocks, depth, chunk_size)
             else:
                 query_chunk = max(1, min(chunk_size, _LIST_BUDGET_BYTES // (width * 8 * (threads + 1))))
-                yield from _query_chunks(pool, threads, queries, gallery, depth, distance, chunk_size,
-                                         query_chunk)
+                yield from _query_chunks(pool, threads, blocks, depth, chunk_size, query_chunk)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _query_chunks(pool, threads, queries, gallery, depth, distance, chunk_size, query_chunk):
+class KeyBlocks:
+    """Key blocks between query rows and gallery rows, and what each offers the search.
+
+    Unscreened, every block is one float32 matrix multiply. Screened, a block is first
+    computed in bfloat16 (`keras_dml.evaluation.screen`); only the pairs within the
+    screen's error margin of their query's current bound can enter its list. Their
+    float32 keys are recomputed pair by pair, or, for queries where many pass (their
+    first blocks), by a float32 multiply of those queries' rows. A pair's float32 key
+    from a multiply and from a single dot product can differ in the last bit, so with
+    screening, gallery items whose keys are that close may swap places between runs.
+    """
+
+    def __init__(self, queries, gallery, distance, screen=False):
+        self.symmetric = gallery is None
+        self.queries, self.distance = queries, distance
+        self.right = augment(queries if self.symmetric else gallery, distance, "right")
+        self.size = len(self.right)
+        self.screen = None
+        if screen and screen_module.supported() and screen_module.screenable(queries) and (
+                self.symmetric or screen_module.screenable(gallery)):
+            self.screen = screen_module.BFloat16Screen(augment(queries, distance, "left"), self.right)
+
+    def offers(self, rows, cols, row_bound, col_bound=None):
+        """The candidates block `rows x cols` (slices) offers its row queries and, when
+        `col_bound` is given (the symmetric schedule), its column queries, as two lists
+        of functions that each offer some of them to a `RunningTopK`. A query never meets
+        itself."""
+        if self.screen is not None:
+            approx = self.screen.keys(rows, cols)
+            self._exclude_self(approx, rows, cols)
+            sides = [self._screen_side(approx, row_bound + self.screen.margin(rows, cols), rows, cols)]
+            if col_bound is not None:
+                threshold = col_bound + self.screen.margin(rows, cols, transposed=True)
+                sides.append(self._screen_side(approx.T, threshold, cols, rows))
+            if sum(len(dense) for dense, _ in sides) <= max(len(approx), len(approx.T)):
+                return (self._side_offers(*sides[0], cols),
+                        self._side_offers(*sides[1], rows) if len(sides) > 1 else [])
+        block = self._exact(rows, cols)
+        col_offers = [] if col_bound is None else [lambda topk: topk.push(_ids(cols), block, rows.start, True)]
+        return [lambda topk: topk.push(_ids(rows), block, cols.start)], col_offers
+
+    @staticmethod
+    def _screen_side(approx, threshold, queries, gallery):
+        """`(dense, (query ids, gallery ids))` of one side of a screened block, `approx`
+        read query by query: the queries with more than `_PAIRS_PER_QUERY` pairs within
+        their threshold, and the passing pairs of the others, grouped by query."""
+        near = np.flatnonzero(approx.min(axis=1) <= threshold)
+        passed = approx[near] <= threshold[near, None]
+        many = passed.sum(axis=1) > _PAIRS_PER_QUERY
+        q, g = np.nonzero(passed[~many])
+        return near[many] + queries.start, (near[~many][q] + queries.start, g + gallery.start)
+
+    def _side_offers(self, dense, pairs, gallery):
+        """Offers of one side of a screened block: a float32 multiply of the `dense`
+        queries' rows against the `gallery` slice, one dot per pair for the `pairs`."""
+        offers = []
+        if len(dense):
+            block = self._exact(dense, gallery)
+            offers.append(lambda topk: topk.push(dense, block, gallery.start))
+        query_ids, gallery_ids = pairs
+        if len(query_ids):
+            keys = self._pair_keys(query_ids, gallery_ids)
+            offers.append(lambda topk: topk.push_pairs(query_ids, gallery_ids, keys))
+        return offers
+
+    def _exact(self, rows, cols):
+        """Float32 keys of query rows `rows` against gallery rows `cols` (slices or
+        ascending index arrays)."""
+        block = augment(self.queries[rows], self.distance, "left") @ self.right[cols].T
+        self._exclude_self(block, rows, cols)
+        return block
+
+    def _pair_keys(self, query_ids, gallery_ids):
+        left = augment(self.queries[query_ids], self.distance, "left")
+        return np.einsum("ij,ij->i", left, self.right[gallery_ids])
+
+    def _exclude_self(self, block, rows, cols):
+        """Set the keys of queries against themselves to +inf."""
+        if not self.symmetric:
+            return
+        row_ids, col_ids = _ids(rows), _ids(cols)
+        position = np.minimum(np.searchsorted(col_ids, row_ids), len(col_ids) - 1)
+        found = col_ids[position] == row_ids
+        block[np.flatnonzero(found), position[found]] = np.inf
+
+
+def _ids(selection):
+    """The row numbers a slice or an index array selects."""
+    if isinstance(selection, slice):
+        return np.arange(selection.start, selection.stop)
+    return selection
+
+
+def _query_chunks(pool, threads, blocks, depth, chunk_size, query_chunk):
     """Each task scans the whole gallery for one chunk of queries."""
-    symmetric = gallery is None
-    gallery = queries if symmetric else gallery
-    right = _augment(gallery, distance, "right")
-    gallery_spans = _spans(len(gallery), chunk_size)
+    gallery_spans = _spans(blocks.size, chunk_size)
 
     def search(start, stop):
-        left = _augment(queries[start:stop], distance, "left")
-        topk = RunningTopK(stop - start, depth)
+        topk = RunningTopK(stop - start, depth, first_query=start)
         for g0, g1 in gallery_spans:
-            block = left @ right[g0:g1].T
-            if symmetric:
-                _exclude_self(block, start - g0)
-            topk.push(0, block, g0)
-        return (start, stop, *topk.result(0, stop - start))
+            for apply in blocks.offers(slice(start, stop), slice(g0, g1), topk.bound)[0]:
+                apply(topk)
+        return (start, stop, *topk.result(start, stop))
 
     pending = deque()
-    for start, stop in _spans(len(queries), query_chunk):  # a few chunks in flight at a time
+    for start, stop in _spans(len(blocks.queries), query_chunk):  # a few chunks in flight at a time
         pending.append(pool.submit(search, start, stop))
         if len(pending) > threads:
             yield pending.popleft().result()
@@ -309,20 +423,20 @@ def _query_chunks(pool, threads, queries, gallery, depth, distance, chunk_size, 
         yield pending.popleft().result()
 
 
-def _symmetric_chunks(pool, x, depth, distance, chunk_size):
+def _symmetric_chunks(pool, blocks, depth, chunk_size):
     """Each task computes one block `(i, j)`, `i <= j`, and offers it to the queries of
     block `i` (rows) and, when `i < j`, of block `j` (columns), under each one's lock."""
-    spans = _spans(len(x), chunk_size)
-    right = _augment(x, distance, "right")
-    topk = RunningTopK(len(x), depth)
+    spans = [slice(start, stop) for start, stop in _spans(blocks.size, chunk_size)]
+    topk = RunningTopK(blocks.size, depth)
     locks = [threading.Lock() for _ in spans]
     blocks_left = [len(spans)] * len(spans)  # every query block meets each block once
     count_lock = threading.Lock()
     finished = queue.SimpleQueue()
 
-    def offer(i, block, gallery_start, transposed):
+    def offer(i, offers):
         with locks[i]:
-            topk.push(spans[i][0], block, gallery_start, transposed)
+            for apply in offers:
+                apply(topk)
         with count_lock:
             blocks_left[i] -= 1
             if not blocks_left[i]:
@@ -330,43 +444,38 @@ def _symmetric_chunks(pool, x, depth, distance, chunk_size):
 
     def compute(i, j):
         try:
-            (a0, a1), (b0, b1) = spans[i], spans[j]
-            block = _augment(x[a0:a1], distance, "left") @ right[b0:b1].T
-            if i == j:
-                _exclude_self(block, 0)
-            offer(i, block, b0, False)
+            rows, cols = spans[i], spans[j]
+            # Bounds are read without the locks: they only ever decrease, so a stale one is
+            # merely less selective.
+            col_bound = topk.bound[cols] if i != j else None
+            row_offers, col_offers = blocks.offers(rows, cols, topk.bound[rows], col_bound)
+            offer(i, row_offers)
             if i != j:
-                offer(j, block, a0, True)
+                offer(j, col_offers)
         except BaseException as error:  # hand it to the consumer instead of hanging it
             finished.put(error)
 
-    # Diagonal blocks first: every query's first block is then one of its row blocks,
-    # whose bound-tightening partition runs along contiguous memory.
-    for i in range(len(spans)):
-        pool.submit(compute, i, i)
-    for i in range(len(spans)):
-        for j in range(i + 1, len(spans)):
-            pool.submit(compute, i, j)
+    # Diagonal blocks first, so every query's first block is one of its row blocks, then
+    # the blocks next to them, and so on outwards: datasets stored class by class have
+    # most neighbours nearby, which tightens bounds early.
+    for offset in range(len(spans)):
+        for i in range(len(spans) - offset):
+            pool.submit(compute, i, i + offset)
     for _ in spans:
         i = finished.get()
         if isinstance(i, BaseException):
             raise i
-        yield (*spans[i], *topk.result(*spans[i]))
+        yield (spans[i].start, spans[i].stop, *topk.result(spans[i].start, spans[i].stop))
 
 
-def _exclude_self(block, offset):
-    """Set `block[i, i + offset]` (query i against itself) to +inf."""
-    rows = np.arange(max(0, -offset), min(block.shape[0], block.shape[1] - offset))
-    block[rows, rows + offset] = np.inf
-
-
-def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024, threads=None):
+def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024, threads=None,
+                      screen="auto"):
     """Exact `k` nearest gallery rows of every query: `(ids (n, k), values (n, k))`.
 
     `values` are the named function's values (`keras_dml.distances.get(distance)`),
     so larger means closer for `"cosine"` and `"dot"`. With `gallery=None` each row of
     `queries` searches the others (itself left out). Neither `chunk_size` nor `threads`
-    changes the result.
+    changes the result; `screen` is passed to `neighbor_chunks`.
     """
     distance = check_distance(distance)
     queries = prepare(check_embeddings(queries, "queries"), distance)
@@ -376,7 +485,7 @@ def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_si
             raise ValueError(
                 f"queries have dimension {queries.shape[1]} but gallery has {gallery.shape[1]}."
             )
-    chunks = neighbor_chunks(queries, gallery, k, distance, chunk_size, threads)
+    chunks = neighbor_chunks(queries, gallery, k, distance, chunk_size, threads, screen)
     ids, keys = collect(chunks, len(queries), k)
     return ids, keys_to_values(keys, distance)
 
