@@ -33,6 +33,7 @@ def adversarial(monkeypatch):
     """Screening on, with `AdversarialScreen`; yields a count of pairs rescored one by one."""
     monkeypatch.setattr(screen, "supported", lambda: True)
     monkeypatch.setattr(screen, "BFloat16Screen", AdversarialScreen)
+    monkeypatch.setattr(knn, "_MAX_DENSE_SHARE", 1.0)  # keep screening however many pass
     rescored = []
     pair_keys = knn.KeyBlocks._pair_keys
 
@@ -85,6 +86,18 @@ def test_auto_screens_only_wide_rows_and_short_lists(adversarial):
     order, _ = brute_force_neighbors(wide)
     np.testing.assert_array_equal(nearest_neighbors(wide, k=2, chunk_size=64)[0], order[:, :2])
     assert adversarial
+
+
+def test_screening_stops_where_most_queries_need_float32_rows(adversarial, monkeypatch):
+    monkeypatch.setattr(knn, "_MAX_DENSE_SHARE", 0.15)
+    screened = []
+    keys = AdversarialScreen.keys
+    monkeypatch.setattr(AdversarialScreen, "keys", lambda self, rows, cols: screened.append(1) or keys(self, rows, cols))
+    x, _ = integer_set(600, 8, 3, 2, seed=9)
+    order, _ = brute_force_neighbors(x)  # 150 of 599: ~16 of every 64-row block are neighbours
+    np.testing.assert_array_equal(nearest_neighbors(x, k=150, chunk_size=64, screen=True)[0], order[:, :150])
+    off_diagonal_blocks = 10 * 9 // 2
+    assert 0 < len(screened) < off_diagonal_blocks // 2
 
 
 @needs_bfloat16

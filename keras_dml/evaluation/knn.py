@@ -19,6 +19,9 @@ When the queries are the gallery (`gallery=None`), the key matrix is symmetric: 
 block `(i, j)` with `i < j` is computed once and serves the queries of block `i` (its
 rows) and those of block `j` (its columns), which halves the arithmetic. Blocks are
 computed in parallel by worker threads; the result does not depend on their order.
+On CPUs with bfloat16 matrix units, blocks are first screened in bfloat16 and only the
+pairs that can enter a list are recomputed in float32 (`KeyBlocks`,
+`keras_dml.evaluation.screen`).
 
 Example:
 
@@ -52,12 +55,22 @@ _DENSE_SHARE = 0.125
 # The symmetric schedule keeps every query's list alive at once; above this many bytes
 # of lists it falls back to query chunks that each scan the whole gallery.
 _LIST_BUDGET_BYTES = 640 * 2**20
+# A block's keys are narrowed to the queries with hits when fewer than 1 in this many have any.
+_FEW_QUERIES = 4
 # Screening pays off when few pairs pass it: lists short next to the gallery, rows wide
 # enough for the bfloat16 multiply to dominate. Above this many pairs of one query
 # passing in a block, a float32 multiply of its row is cheaper than one dot per pair.
 _SCREEN_DEPTH_RATIO = 128
 _SCREEN_MIN_DIM = 64
 _PAIRS_PER_QUERY = 12
+# Each query's first blocks are computed exactly: its bound is still loose, so most of
+# their pairs would pass the screen anyway.
+_EXACT_FIRST_BLOCKS = 1
+# Screening stops paying when more than this share of its queries need float32 rows; the
+# share is a running average (weight of the newest block) re-measured every few blocks.
+_MAX_DENSE_SHARE = 0.15
+_SHARE_WEIGHT = 0.2
+_PROBE_EVERY = 32
 
 
 def check_distance(distance):
@@ -178,31 +191,39 @@ class RunningTopK:
         """Offer `values[i, j]` as key of query `queries[i]` (an index array), gallery item
         `gallery_start + j`.
 
-        With `transposed=True`, `values` is a block whose *columns* are the queries.
+        With `transposed=True`, `values` is a block whose *columns* are the queries
+        (read as `values.T` without copying it).
         """
-        keys = values.T if transposed else values  # one row per query
+        axis = 0 if transposed else 1  # the gallery axis of `values`
         local = queries - self.first_query
-        # Most queries have no value under their bound once their lists have filled:
-        # one minimum per query finds the few that do.
-        near = np.flatnonzero(keys.min(axis=1) <= self.bound[local])
+        # Once lists have filled, most queries have no value under their bound: one
+        # minimum per query finds the few that do, and only their keys are read on.
+        near = np.flatnonzero(values.min(axis=axis) <= self.bound[local])
         if len(near) == 0:
             return
-        if len(near) < len(local) or transposed:
-            keys, local = keys[near], local[near]  # query-major and contiguous
+        if len(near) * _FEW_QUERIES < len(local):
+            values, local, axis, transposed = (values.T if transposed else values)[near], local[near], 1, False
         bound = self.bound[local]
-        hits = np.flatnonzero(keys <= bound[:, None])
-        if len(hits) > _DENSE_SHARE * keys.size and keys.shape[1] >= self.depth:
+        hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size and values.shape[axis] >= self.depth:
             # Many values pass (a query's first block): each query's `depth`-th smallest
             # value in this block alone is a tighter bound; filter again with it.
-            kth = np.partition(keys, self.depth - 1, axis=1)[:, self.depth - 1]
+            kth = np.partition(values, self.depth - 1, axis=axis).take(self.depth - 1, axis=axis)
             bound = self.bound[local] = np.minimum(bound, kth)
-            hits = np.flatnonzero(keys <= bound[:, None])
-        if len(hits) > _DENSE_SHARE * keys.size:  # still many (deep lists): merge whole rows
-            ids = np.arange(gallery_start, gallery_start + keys.shape[1], dtype=np.uint64)
-            self._merge(local, _pack(keys, ids[None, :]))
+            hits = np.flatnonzero(values <= np.expand_dims(bound, axis))
+        if len(hits) > _DENSE_SHARE * values.size:  # still many (deep lists): merge whole rows
+            ids = np.arange(gallery_start, gallery_start + values.shape[axis], dtype=np.uint64)
+            packed = _pack(values, np.expand_dims(ids, 1 - axis))
+            self._merge(local, packed.T if transposed else packed)
             return
-        q, g = np.divmod(hits, keys.shape[1])
-        self._append(local[q], _pack(keys.reshape(-1)[hits], g.astype(np.uint64) + np.uint64(gallery_start)))
+        major, minor = np.divmod(hits, values.shape[1])
+        if transposed:  # group the hits by query (column), keeping gallery order
+            order = np.argsort(minor.astype(np.uint16) if len(local) <= 2**16 else minor, kind="stable")
+            hits, q, g = hits[order], minor[order], major[order]
+        else:
+            q, g = major, minor
+        candidates = values.reshape(-1)[hits]
+        self._append(local[q], _pack(candidates, g.astype(np.uint64) + np.uint64(gallery_start)))
 
     def push_pairs(self, queries, gallery_ids, keys):
         """Offer `keys[c]` as key of query `queries[c]` (ascending), gallery item `gallery_ids[c]`."""
@@ -327,29 +348,39 @@ class KeyBlocks:
         self.queries, self.distance = queries, distance
         self.right = augment(queries if self.symmetric else gallery, distance, "right")
         self.size = len(self.right)
+        self.dense_share, self.blocks_offered = 0.0, 0  # running share of screened queries with many passing pairs
         self.screen = None
         if screen and screen_module.supported() and screen_module.screenable(queries) and (
                 self.symmetric or screen_module.screenable(gallery)):
             self.screen = screen_module.BFloat16Screen(augment(queries, distance, "left"), self.right)
 
-    def offers(self, rows, cols, row_bound, col_bound=None):
+    def offers(self, rows, cols, row_bound, col_bound=None, screen=True):
         """The candidates block `rows x cols` (slices) offers its row queries and, when
         `col_bound` is given (the symmetric schedule), its column queries, as two lists
-        of functions that each offer some of them to a `RunningTopK`. A query never meets
-        itself."""
-        if self.screen is not None:
+        of functions that each offer some of them to a `RunningTopK`. `screen=False`
+        computes it exactly even with a screen. A query never meets itself."""
+        if self.screen is not None and screen and self._worth_screening():
             approx = self.screen.keys(rows, cols)
             self._exclude_self(approx, rows, cols)
             sides = [self._screen_side(approx, row_bound + self.screen.margin(rows, cols), rows, cols)]
             if col_bound is not None:
                 threshold = col_bound + self.screen.margin(rows, cols, transposed=True)
                 sides.append(self._screen_side(approx.T, threshold, cols, rows))
-            if sum(len(dense) for dense, _ in sides) <= max(len(approx), len(approx.T)):
+            dense_share = sum(len(dense) for dense, _ in sides) / (len(approx) + len(approx.T) * (len(sides) - 1))
+            self.dense_share += _SHARE_WEIGHT * (dense_share - self.dense_share)
+            if dense_share <= 0.5:
                 return (self._side_offers(*sides[0], cols),
                         self._side_offers(*sides[1], rows) if len(sides) > 1 else [])
         block = self._exact(rows, cols)
         col_offers = [] if col_bound is None else [lambda topk: topk.push(_ids(cols), block, rows.start, True)]
         return [lambda topk: topk.push(_ids(rows), block, cols.start)], col_offers
+
+    def _worth_screening(self):
+        """Screening pays while few queries need their float32 rows (their neighbours are
+        spread over many blocks); every `_PROBE_EVERY`-th block is screened regardless,
+        to notice when bounds have tightened."""
+        self.blocks_offered += 1
+        return self.dense_share <= _MAX_DENSE_SHARE or self.blocks_offered % _PROBE_EVERY == 0
 
     @staticmethod
     def _screen_side(approx, threshold, queries, gallery):
@@ -357,7 +388,11 @@ class KeyBlocks:
         read query by query: the queries with more than `_PAIRS_PER_QUERY` pairs within
         their threshold, and the passing pairs of the others, grouped by query."""
         near = np.flatnonzero(approx.min(axis=1) <= threshold)
-        passed = approx[near] <= threshold[near, None]
+        if len(near) * _FEW_QUERIES < len(approx):
+            approx, threshold = approx[near], threshold[near]
+        else:
+            near = np.arange(len(approx))
+        passed = approx <= threshold[:, None]
         many = passed.sum(axis=1) > _PAIRS_PER_QUERY
         q, g = np.nonzero(passed[~many])
         return near[many] + queries.start, (near[~many][q] + queries.start, g + gallery.start)
@@ -409,8 +444,9 @@ def _query_chunks(pool, threads, blocks, depth, chunk_size, query_chunk):
 
     def search(start, stop):
         topk = RunningTopK(stop - start, depth, first_query=start)
-        for g0, g1 in gallery_spans:
-            for apply in blocks.offers(slice(start, stop), slice(g0, g1), topk.bound)[0]:
+        for number, (g0, g1) in enumerate(gallery_spans):
+            screen = number >= _EXACT_FIRST_BLOCKS
+            for apply in blocks.offers(slice(start, stop), slice(g0, g1), topk.bound, screen=screen)[0]:
                 apply(topk)
         return (start, stop, *topk.result(start, stop))
 
@@ -448,7 +484,8 @@ def _symmetric_chunks(pool, blocks, depth, chunk_size):
             # Bounds are read without the locks: they only ever decrease, so a stale one is
             # merely less selective.
             col_bound = topk.bound[cols] if i != j else None
-            row_offers, col_offers = blocks.offers(rows, cols, topk.bound[rows], col_bound)
+            screen = j - i >= _EXACT_FIRST_BLOCKS  # each query has met about twice as many
+            row_offers, col_offers = blocks.offers(rows, cols, topk.bound[rows], col_bound, screen)
             offer(i, row_offers)
             if i != j:
                 offer(j, col_offers)
