@@ -367,8 +367,8 @@ class KeyBlocks:
                 threshold = col_bound + self.screen.margin(rows, cols, transposed=True)
                 sides.append(self._screen_side(approx.T, threshold, cols, rows))
             dense_share = sum(len(dense) for dense, _ in sides) / (len(approx) + len(approx.T) * (len(sides) - 1))
-            self.dense_share += _SHARE_WEIGHT * (dense_share - self.dense_share)
-            if dense_share <= 0.5:
+            self.dense_share += _SHARE_WEIGHT * (dense_share - self.dense_share)  # racy, and only a hint
+            if dense_share <= 0.5:  # else one multiply of the whole block is cheaper
                 return (self._side_offers(*sides[0], cols),
                         self._side_offers(*sides[1], rows) if len(sides) > 1 else [])
         block = self._exact(rows, cols)
