@@ -29,6 +29,8 @@ from collections import namedtuple
 
 from keras import ops
 
+from keras_dml import checks
+
 POSITIVE_STRATEGIES = ("all", "easy", "hard")
 NEGATIVE_STRATEGIES = ("all", "hard", "semihard")
 
@@ -37,13 +39,6 @@ NEGATIVE_STRATEGIES = ("all", "hard", "semihard")
 FAR = 1e9
 
 Selection = namedtuple("Selection", ["index", "valid"])
-
-
-def check_strategy(argument, value, choices):
-    """Raise a `ValueError` naming `argument` unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"Unknown {argument}={value!r}; expected one of {list(choices)}.")
-    return value
 
 
 def nearest(dist, mask):
@@ -64,7 +59,7 @@ def _single(index, valid):
 
 def mine_positives(dist, positive_mask, strategy="all"):
     """The positives each anchor uses under `strategy` (`"all" | "easy" | "hard"`)."""
-    check_strategy("positive", strategy, POSITIVE_STRATEGIES)
+    checks.one_of(strategy, "positive", POSITIVE_STRATEGIES)
     if strategy == "all":
         return Selection(None, positive_mask)
     pick = nearest if strategy == "easy" else farthest
@@ -77,7 +72,7 @@ def mine_negatives(dist, negative_mask, strategy="all", positive_dist=None):
     `"semihard"` needs `positive_dist`, `(n, m)` distances of the positives the
     negatives are paired with, and returns one negative for each of them.
     """
-    check_strategy("negative", strategy, NEGATIVE_STRATEGIES)
+    checks.one_of(strategy, "negative", NEGATIVE_STRATEGIES)
     if strategy == "all":
         return Selection(None, negative_mask)
     if strategy == "hard":

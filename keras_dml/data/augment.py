@@ -30,7 +30,7 @@ TensorShape([8, 16, 16, 1])
 """
 import tensorflow as tf
 
-from keras_dml.data.sampler import positive_int
+from keras_dml import checks
 
 
 def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), flip=True):
@@ -39,7 +39,7 @@ def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), fli
     `seed` is a `(2,)` integer tensor (stateless randomness); `class_balanced` gives
     each sampled image its own.
     """
-    positive_int(image_size, "image_size")
+    checks.positive_int(image_size, "image_size")
     if not 0.0 < scale[0] <= scale[1] <= 1.0:
         raise ValueError(f"scale must satisfy 0 < scale[0] <= scale[1] <= 1; got scale={scale}.")
     if not 0.0 < ratio[0] <= ratio[1]:
@@ -68,8 +68,8 @@ def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), fli
 
 def eval_transform(image_size=224, resize_size=256):
     """`transform(image)`: shorter side resized to `resize_size`, centre crop `image_size`."""
-    positive_int(image_size, "image_size")
-    positive_int(resize_size, "resize_size")
+    checks.positive_int(image_size, "image_size")
+    checks.positive_int(resize_size, "resize_size")
 
     def transform(image):
         pixels = decode(image)

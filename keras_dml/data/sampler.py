@@ -32,6 +32,8 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from keras_dml import checks
+
 # Stream ids, so that the class order, the samples and the augmentation draw from
 # independent random streams of the same seed.
 _CLASSES, _SAMPLES, _AUGMENT = 0, 1, 2
@@ -62,8 +64,8 @@ def class_balanced(
             `model.fit` a `steps_per_epoch`).
         num_parallel_calls: parallelism of `transform`.
     """
-    classes_per_batch = positive_int(classes_per_batch, "classes_per_batch")
-    samples_per_class = positive_int(samples_per_class, "samples_per_class")
+    classes_per_batch = checks.positive_int(classes_per_batch, "classes_per_batch")
+    samples_per_class = checks.positive_int(samples_per_class, "samples_per_class")
     if samples_per_class < 2:
         raise ValueError(
             f"samples_per_class must be at least 2 so that every sample has a positive; "
@@ -163,8 +165,3 @@ def _in_memory(dataset):
     return tf.concat(items, axis=0), tf.concat(labels, axis=0)
 
 
-def positive_int(value, name):
-    """`value` as an int; raises `ValueError` naming `name` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {name}={value!r}.")
-    return int(value)

@@ -13,15 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import distances, distributed
-
-
-def concrete_values(x):
-    """`x` as a NumPy array when its values are known now (eager), else None."""
-    try:
-        return np.asarray(x)
-    except Exception:  # a symbolic tensor (tf.function, jax tracer) has no values yet
-        return None
+from keras_dml import checks, distances, distributed
 
 
 def check_embeddings(embeddings, argument="y_pred"):
@@ -36,7 +28,7 @@ def check_embeddings(embeddings, argument="y_pred"):
         raise ValueError(
             f"{argument} (embeddings) must be floating point; got dtype {embeddings.dtype}."
         )
-    values = concrete_values(embeddings)
+    values = checks.concrete_values(embeddings)
     if values is not None and not np.all(np.isfinite(values)):
         raise ValueError(f"{argument} (embeddings) contains NaN or inf values.")
     return ops.cast(embeddings, "float32")
@@ -59,13 +51,6 @@ def check_labels(labels, batch_size=None, argument="y_true"):
             f"{argument} (labels) has {shape[0]} entries but the batch has {batch_size} embeddings."
         )
     return ops.cast(ops.reshape(labels, (-1,)), "int32")
-
-
-def check_positive_int(argument, value):
-    """`value` as an int, or a `ValueError` naming `argument` unless it is a whole number >= 1."""
-    if isinstance(value, bool) or not float(value).is_integer() or value < 1:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def masked_mean(values, mask, axis=None, keepdims=False):

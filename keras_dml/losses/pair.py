@@ -9,7 +9,7 @@ from collections import namedtuple
 import keras
 from keras import ops
 
-from keras_dml import distances, miners
+from keras_dml import checks, distances, miners
 from keras_dml.losses.base import MetricLoss, masked_mean, pair_values
 
 
@@ -29,8 +29,8 @@ class PairLoss(MetricLoss):
 
     def __init__(self, positive="all", negative="all", normalize=True, cross_replica=True, name=None):
         super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
-        self.positive = miners.check_strategy("positive", positive, miners.POSITIVE_STRATEGIES)
-        self.negative = miners.check_strategy("negative", negative, miners.NEGATIVE_STRATEGIES)
+        self.positive = checks.one_of(positive, "positive", miners.POSITIVE_STRATEGIES)
+        self.negative = checks.one_of(negative, "negative", miners.NEGATIVE_STRATEGIES)
 
     def mine(self, labels, embeddings):
         """Distances, label masks and the positives selected for each anchor, as `Mined`."""

@@ -7,9 +7,9 @@ save it; `model.embedder` leaves it out.
 import keras
 from keras import ops
 
-from keras_dml import distances, miners
+from keras_dml import checks, distances, miners
 from keras_dml.layers.pddm import PDDM
-from keras_dml.losses.base import TrainableMetricLoss, check_positive_int
+from keras_dml.losses.base import TrainableMetricLoss
 
 
 def _squared_distance(a, b):
@@ -58,8 +58,8 @@ class PDDMLoss(TrainableMetricLoss):
         for argument, value in (("alpha", alpha), ("beta", beta), ("lam", lam)):
             if value < 0:
                 raise ValueError(f"{argument} must be >= 0; got {value}.")
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        self.hidden_dim = None if hidden_dim is None else check_positive_int("hidden_dim", hidden_dim)
+        self.embedding_dim = checks.positive_int(embedding_dim, "embedding_dim")
+        self.hidden_dim = None if hidden_dim is None else checks.positive_int(hidden_dim, "hidden_dim")
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.lam = float(lam)

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import distances, miners
-from keras_dml.losses.base import TrainableMetricLoss, check_positive_int, concrete_values
+from keras_dml import checks, distances, miners
+from keras_dml.losses.base import TrainableMetricLoss
 
 # Distances are clamped below at this value so that repulsion stays finite (section 3).
 MIN_DISTANCE = 1e-3
@@ -30,9 +30,9 @@ class ProxyLoss(TrainableMetricLoss):
 
     def __init__(self, num_classes, embedding_dim, proxies_per_class=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = check_positive_int("num_classes", num_classes)
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        per_class = () if proxies_per_class is None else (check_positive_int("proxies_per_class", proxies_per_class),)
+        self.num_classes = checks.positive_int(num_classes, "num_classes")
+        self.embedding_dim = checks.positive_int(embedding_dim, "embedding_dim")
+        per_class = () if proxies_per_class is None else (checks.positive_int(proxies_per_class, "proxies_per_class"),)
         self.proxies = self.add_weight(
             shape=(self.num_classes, *per_class, self.embedding_dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
@@ -41,7 +41,7 @@ class ProxyLoss(TrainableMetricLoss):
         self.built = True
 
     def call(self, labels, embeddings):
-        values = concrete_values(labels)
+        values = checks.concrete_values(labels)
         if values is not None and values.size and (values.min() < 0 or values.max() >= self.num_classes):
             raise ValueError(
                 f"labels must lie in [0, num_classes={self.num_classes}) for {type(self).__name__}; "
@@ -138,7 +138,7 @@ class PotentialFieldLoss(ProxyLoss):
             raise ValueError(
                 f"delta_att and delta_rep must be positive; got delta_att={delta_att}, delta_rep={delta_rep}."
             )
-        miners.check_strategy("proxy_targets", proxy_targets, PROXY_TARGETS)
+        checks.one_of(proxy_targets, "proxy_targets", PROXY_TARGETS)
         super().__init__(num_classes, embedding_dim, proxies_per_class=proxies_per_class, **kwargs)
         self.proxies_per_class = int(proxies_per_class)
         self.alpha = float(alpha)
