@@ -1,0 +1,204 @@
+"""`train(config, run_dir)`: data -> embedder -> criterion -> `model.fit` -> run directory.
+
+Everything that can fail on a setting, the recipe or the dataset (unknown names, a
+missing folder, pretrained weights out of reach) fails before the run directory is
+created. A killed run (Ctrl-C, SIGTERM, SIGKILL, a lost machine) resumes with
+`resume=True` from its last committed epoch, on the batches it would have seen: the
+P x K stream is a function of the seed, and the finished epochs' batches are skipped.
+A finished run resumed trains nothing.
+
+With `warmup_epochs > 0` the backbone is frozen for the first epochs: the head and the
+criterion's proxies train, the backbone keeps its pretrained weights.
+"""
+import inspect
+import signal
+import sys
+
+import keras
+
+from keras_dml.training import data
+from keras_dml.training.config import TrainConfig
+from keras_dml.training.run_dir import EpochCommit, RunDir, RunDirError
+
+
+def build_criterion(spec, num_classes, embedding_dim):
+    """The keras_dml loss of the Keras-serialized `spec`, e.g. `{"class_name": "TripletLoss", "config": {}}`.
+
+    `num_classes` and `embedding_dim` fill the constructor arguments of that name (proxy
+    losses, PDDM) that the spec leaves out; a nested `base_loss` spec is built first.
+    """
+    from keras_dml import losses
+
+    cls = getattr(losses, str(spec.get("class_name")), None)
+    if not inspect.isclass(cls) or spec["class_name"] not in losses.__all__:
+        raise ValueError(f"loss: unknown class_name {spec.get('class_name')!r}; valid: {sorted(losses.__all__)}.")
+    config = dict(spec.get("config", {}))
+    if isinstance(config.get("base_loss"), dict):
+        config["base_loss"] = build_criterion(config["base_loss"], num_classes, embedding_dim)
+    accepted = inspect.signature(cls.__init__).parameters
+    for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        if name in accepted:
+            config.setdefault(name, value)
+    try:
+        return cls(**config)
+    except TypeError as error:
+        raise ValueError(f"loss: {spec['class_name']} {error}.") from None
+
+
+def build_optimizer(config):
+    """Adam or AdamW at `learning_rate`; proxies at `proxy_lr_multiplier` times it."""
+    from keras_dml import optimizers
+
+    kwargs = {"weight_decay": config.weight_decay} if config.optimizer == "adamw" else {}
+    optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}[config.optimizer](
+        learning_rate=config.learning_rate, **kwargs)
+    if config.proxy_lr_multiplier != 1.0:
+        optimizer = optimizers.with_proxy_lr_multiplier(optimizer, config.proxy_lr_multiplier)
+    return optimizer
+
+
+def make_strategy(config):
+    """The `tf.distribute` strategy of `config.strategy` and the `jit_compile` to use under it."""
+    from keras_dml import distributed
+
+    if config.strategy == "multiworker":
+        raise ValueError(
+            "strategy='multiworker': Keras 3's model.fit fails under MultiWorkerMirroredStrategy "
+            "(it cannot reduce the (x, y) batch); the losses support it in a custom training loop, "
+            "see docs/distributed.md."
+        )
+    strategy = distributed.make_strategy(config.strategy)
+    jit_compile = config.jit_compile
+    if strategy.num_replicas_in_sync > 1:
+        if jit_compile is True:
+            raise ValueError("jit_compile=True fails in Keras's fit on several replicas "
+                             "(keras-team/keras#19005); use jit_compile='auto' or False.")
+        jit_compile = False
+        if config.classes_per_batch % strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"classes_per_batch={config.classes_per_batch} must be a multiple of the "
+                f"{strategy.num_replicas_in_sync} replicas, so that each replica gets whole classes."
+            )
+    return strategy, jit_compile
+
+
+def train(config, run_dir, resume=False, callbacks=(), verbose=1):
+    """Train as `config` says, writing the run directory; returns `(model, metrics)`.
+
+    `config` is a `TrainConfig` or a dict of its settings. `resume=True` continues the
+    run in `run_dir` (which must hold the same config); on a finished run it trains
+    nothing and returns the final model and metrics. `config.mixed_precision` (e.g.
+    `"mixed_bfloat16"`) applies to this run only: the global dtype policy is restored.
+    """
+    config = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
+    run = RunDir(run_dir)
+    _check_run_dir(run, config, resume)
+    if run.is_finished():
+        print(f"{run.path} is a finished run of {config.epochs} epochs: nothing to train.")
+        return run.load_model("final"), run.metrics()
+    strategy, jit_compile = make_strategy(config)
+    description = data.describe(config)
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(config.mixed_precision)
+    try:
+        with strategy.scope():
+            model = _build_model(config, description)
+        if not run.holds_run():
+            run.create(config.to_dict(), description)
+        return _fit(config, description, run, model, jit_compile, callbacks, verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _check_run_dir(run, config, resume):
+    """Refuse a directory holding another run, or a resume that cannot work (before anything is built)."""
+    if run.holds_run():
+        if not resume:
+            raise ValueError(f"run directory {run.path} already holds a run: resume it with resume=True "
+                             "(--resume), or choose another directory.")
+        saved = run.config()
+        changed = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
+        if changed:
+            raise ValueError(f"cannot resume {run.path}: its config differs in {changed}; resume with its own "
+                             "settings, or train into another directory.")
+        if not run.is_finished():
+            run.committed_epoch(config.epochs)  # refuses inconsistent backups now
+    elif resume and run.path.exists() and any(run.path.iterdir()):
+        raise RunDirError(f"cannot resume {run.path}: it holds no config.json, so no keras-dml run.")
+
+
+def _build_model(config, description):
+    from keras_dml.models import MetricModel, build_embedder
+
+    input_shape = tuple(description["input_shape"])
+    embedder = build_embedder(config.backbone, config.embedding_dim, input_shape=input_shape,
+                              weights=config.weights, pooling=config.pooling,
+                              freeze_batchnorm=config.freeze_batchnorm)
+    criterion = build_criterion(config.loss, description["num_train_classes"], config.embedding_dim)
+    model = MetricModel(embedder, criterion)
+    model.build((None, *input_shape))
+    return model
+
+
+def _fit(config, description, run, model, jit_compile, callbacks, verbose):
+    from keras_dml.evaluation import RetrievalEvaluation
+
+    run.remove_temporary_files()
+    done = run.committed_epoch(config.epochs)
+    train_batches, train_size = data.training_batches(config)
+    steps = config.steps_per_epoch or max(1, train_size // (config.classes_per_batch * config.samples_per_class))
+    evaluation = RetrievalEvaluation(data.evaluation_batches(description), every=config.eval_every, verbose=0)
+    all_callbacks = [evaluation, EpochCommit(run), keras.callbacks.TensorBoard(str(run.path / "logs")),
+                     *callbacks]
+    backbone_layers = [(layer, layer.trainable) for layer in _layers(model.embedder.get_layer("backbone"))]
+    previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for first, last, frozen in _phases(config):
+            if last < done:
+                continue
+            _start_phase(model, config, jit_compile, backbone_layers, frozen)
+            if first < done <= last:
+                run.restore(model, done)
+                print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
+            start = max(first, done)
+            if start < last:
+                model.fit(train_batches.skip(start * steps), initial_epoch=start, epochs=last,
+                          steps_per_epoch=steps, callbacks=all_callbacks, shuffle=False, verbose=verbose)
+    except KeyboardInterrupt:
+        committed = run.committed_epoch(config.epochs)
+        print(f"\nInterrupted after epoch {committed}: resume with "
+              f"`keras-dml train --run-dir {run.path} --resume`.", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    metrics = evaluation.evaluate()
+    run.finish(model, metrics)
+    return model, metrics
+
+
+def _phases(config):
+    """`(first epoch, end epoch, backbone frozen)`: the warm-up, then the rest."""
+    phases = [(0, config.warmup_epochs, True), (config.warmup_epochs, config.epochs, False)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def _start_phase(model, config, jit_compile, backbone_layers, frozen):
+    """Freeze the backbone (or give its layers back their own settings) and compile with a new optimizer.
+
+    Each phase has its own optimizer, built on the variables that train in it (the
+    warm-up's Adam moments do not carry over: ours).
+    """
+    for layer, trainable in backbone_layers:
+        layer.trainable = trainable
+    if frozen:
+        backbone_layers[0][0].trainable = False
+    model.compile(optimizer=build_optimizer(config), jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
+
+
+def _layers(layer):
+    yield layer
+    for sub in getattr(layer, "layers", ()):
+        yield from _layers(sub)

@@ -1,0 +1,150 @@
+"""Training recipes: the standard benchmark set-ups and the demo, as `TrainConfig` settings.
+
+The benchmark recipes combine a dataset block (zero-shot split, batch composition,
+schedule) with a method block (the loss, Keras-serialized, and its optimizer); `digits-*`
+recipes are the same methods at demo size, for a CPU and for the tests; `demo` is what
+`keras-dml demo` trains.
+
+    keras-dml recipes                                   # list them
+    keras-dml recipes cars196-potential-field           # every setting, with its source
+    keras-dml train --recipe cars196-potential-field    # on a GPU machine
+    keras-dml train --recipe cub200-triplet-easy --set learning_rate=3e-5 epochs=30
+
+Sources: each potential-field setting says where it comes from (`SOURCES`): "paper" (the
+CVPR 2025 paper), "supplement via a secondary source" (the authors' supplement as a
+secondary source cites it), or "ours" (keras_dml's choice). For the other methods the
+loss settings follow METHODS.md (docs/methods.md); ResNet-50 at 512-d and proxies at 100x
+the backbone's learning rate follow the Proxy Anchor paper; batch composition P x K and
+epochs are ours (each class has several samples per batch, as every mining strategy here
+needs).
+"""
+import copy
+
+PAPER = "paper"
+SUPPLEMENT = "supplement via a secondary source"
+OURS = "ours"
+
+IMAGE_MODEL = {
+    "backbone": "resnet50",
+    "weights": "imagenet",
+    "embedding_dim": 512,
+    "image_size": 224,
+    "pooling": "avg",
+}
+
+BENCHMARK_DATASETS = {
+    "cars196": {"dataset": "cars196", "classes_per_batch": 30, "samples_per_class": 4, "epochs": 60},
+    "cub200": {"dataset": "cub200", "classes_per_batch": 30, "samples_per_class": 4, "epochs": 60},
+    "sop": {"dataset": "sop", "classes_per_batch": 60, "samples_per_class": 2, "epochs": 60},
+}
+
+
+def _loss(class_name, **config):
+    """The short readable Keras form of a keras_dml loss."""
+    return {"class_name": class_name, "config": config}
+
+
+METHODS = {
+    "potential-field": {
+        "loss": _loss("PotentialFieldLoss", proxies_per_class=15, alpha=3.0, delta_att=0.2, delta_rep=0.2),
+        "optimizer": "adamw", "learning_rate": 1e-4, "weight_decay": 1e-4, "proxy_lr_multiplier": 100.0,
+        "classes_per_batch": 25, "samples_per_class": 4, "epochs": 200, "warmup_epochs": 1,
+        "freeze_batchnorm": True, "image_size": 224,
+    },
+    "proxy-anchor": {
+        "loss": _loss("ProxyAnchorLoss", alpha=32.0, delta=0.1),
+        "optimizer": "adamw", "learning_rate": 1e-4, "weight_decay": 1e-4, "proxy_lr_multiplier": 100.0,
+    },
+    "triplet-easy": {
+        "loss": _loss("TripletLoss", margin=0.2, positive="easy", negative="semihard"),
+        "optimizer": "adam", "learning_rate": 1e-5,
+    },
+    "density-triplet": {
+        "loss": _loss("DensityAdaptive", base_loss=_loss("TripletLoss", margin=0.2, positive="all",
+                                                         negative="semihard"), weight=3.0, rho=0.125),
+        "optimizer": "adam", "learning_rate": 1e-5,
+    },
+    "pddm": {
+        "loss": _loss("PDDMLoss", alpha=0.5, beta=0.5, lam=0.5),
+        "optimizer": "adam", "learning_rate": 1e-5,
+    },
+    "multi-similarity": {
+        "loss": _loss("MultiSimilarityLoss", alpha=2.0, beta=50.0, base=0.5, epsilon=0.1),
+        "optimizer": "adam", "learning_rate": 1e-5,
+    },
+}
+
+# What differs for one dataset and method.
+OVERRIDES = {
+    # SOP: 11,318 classes with few images each: 2 proxies per class (paper), the second
+    # energy term over the batch's classes only (ours), 50 x 2 = 100 per batch (ours).
+    ("sop", "potential-field"): {"loss": {"config": {"proxies_per_class": 2, "proxy_targets": "batch"}},
+                                 "classes_per_batch": 50, "samples_per_class": 2},
+    ("cub200", "potential-field"): {"weight_decay": 5e-4},
+}
+
+# Where each potential-field setting comes from.
+SOURCES = {
+    "potential-field": {
+        "backbone": PAPER, "embedding_dim": PAPER, "weights": PAPER,
+        "loss.proxies_per_class": PAPER, "loss.alpha": PAPER, "loss.delta_att": PAPER, "loss.delta_rep": PAPER,
+        "loss.proxy_targets": OURS,
+        "optimizer": f"{SUPPLEMENT} (Adam; decoupled weight decay, AdamW, is ours: Keras has no L2-coupled Adam)",
+        "learning_rate": SUPPLEMENT, "proxy_lr_multiplier": f"{SUPPLEMENT} (proxy LR 1e-2)",
+        "weight_decay": f"{SUPPLEMENT} (CUB 5e-4)", "epochs": SUPPLEMENT, "warmup_epochs": SUPPLEMENT,
+        "freeze_batchnorm": SUPPLEMENT, "image_size": SUPPLEMENT, "pooling": OURS,
+        "classes_per_batch": f"{OURS} (batch 100 is the supplement's; its P x K split is ours)",
+        "samples_per_class": f"{OURS} (batch 100 is the supplement's; its P x K split is ours)",
+    },
+}
+
+DIGITS = {
+    "dataset": "digits", "backbone": "mlp", "weights": None, "embedding_dim": 16, "image_size": 8,
+    "classes_per_batch": 5, "samples_per_class": 16, "epochs": 10, "steps_per_epoch": 12,
+    "learning_rate": 1e-3, "weight_decay": 0.0, "optimizer": "adam", "warmup_epochs": 0,
+}
+
+# `keras-dml demo`: held-out classes after a minute on a laptop CPU.
+DEMO = {**DIGITS, "loss": METHODS["triplet-easy"]["loss"], "epochs": 10, "steps_per_epoch": 20}
+
+
+def _merge(base, update):
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _build():
+    recipes = {"demo": copy.deepcopy(DEMO)}
+    for data_name, data in BENCHMARK_DATASETS.items():
+        for method_name, method in METHODS.items():
+            recipe = _merge(_merge({**IMAGE_MODEL, **data}, method), OVERRIDES.get((data_name, method_name), {}))
+            recipes[f"{data_name}-{method_name}"] = recipe
+    for method_name, method in METHODS.items():
+        recipes[f"digits-{method_name}"] = _merge(method, DIGITS)
+    return recipes
+
+
+RECIPES = _build()
+
+
+def get_recipe(name):
+    """A copy of the recipe called `name`."""
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}; valid recipes: {', '.join(sorted(RECIPES))}.")
+    return copy.deepcopy(RECIPES[name])
+
+
+def describe(name):
+    """One line: dataset, model, loss, batch."""
+    r = RECIPES[name]
+    return (f"{r['dataset']}: {r['backbone']} {r['embedding_dim']}-d, {r['loss']['class_name']}, "
+            f"{r['optimizer']} lr {r['learning_rate']:g}, batch {r['classes_per_batch']}x{r['samples_per_class']}, "
+            f"{r['epochs']} epochs")
+
+
+def sources(name):
+    """`{setting: source}` for the recipe `name` (empty where the recipe states none)."""
+    method = next((m for m in METHODS if name.endswith(m) and not name.startswith("digits-")), None)
+    return dict(SOURCES.get(method, {}))
