@@ -1,132 +1,197 @@
-"""The `keras-dml` command line. Each subcommand composes the library's public calls."""
+"""The `keras-dml` command line. Each subcommand composes the library's public calls.
+
+    keras-dml demo                                   # train, evaluate, export: runs/demo
+    keras-dml train --recipe cub200-potential-field --set epochs=100
+    keras-dml train --recipe digits-triplet-easy --set dataset=photos/ test_fraction=0.25 \\
+        backbone=small_cnn image_size=64
+    keras-dml evaluate runs/demo [--weights final]
+    keras-dml export runs/demo --out exported/demo
+
+Errors are one or two lines in the command line's terms with exit status 2 (`--debug`
+shows the traceback). `--help` starts no TensorFlow, and TensorFlow's start-up logs are
+silenced (TF_CPP_MIN_LOG_LEVEL, absl, and stderr during its import).
+"""
 import argparse
 import os
+import re
 import sys
+from pathlib import Path
+
+WEIGHTS = ("best", "final")
+USAGE_ERROR = 2
+
+# Library messages name Python arguments; the command line has flags.
+PYTHON_TO_CLI = [
+    (re.compile(r"resume=True \(--resume\)"), "--resume"),
+    (re.compile(r"pass overwrite=True"), "pass --overwrite"),
+    (re.compile(r"overwrite=True"), "--overwrite"),
+    (re.compile(r"call load_dataset\('([^']+)', manual_dir='([^']+)'\)"), r"pass --set manual_dir=\2"),
+    (re.compile(r"Or pass download=True to let\s+TFDS try its original addresses\."),
+     "(the command line does not download datasets.)"),
+]
+METRICS_LINE = ("Recall@1: the share of held-out images whose nearest neighbour is of their class. "
+                "MAP@R: mean average precision over each image's R nearest neighbours "
+                "(R = the other images of its class); 1 is perfect.")
 
 
-def _quiet_tensorflow():
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command != "recipes":
+        _quiet_tensorflow(args.debug)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        if args.debug:
+            raise
+        print(f"keras-dml {args.command}: error: {cli_terms(str(error))}\n(--debug shows the traceback)",
+              file=sys.stderr)
+        return USAGE_ERROR
+
+
+def cli_terms(message):
+    """`message` with the Python arguments it names translated to this command line's flags."""
+    for pattern, replacement in PYTHON_TO_CLI:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _quiet_tensorflow(debug):
+    """Import TensorFlow with its start-up logs silenced (they go to stderr from C++ and absl)."""
+    if debug or "tensorflow" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # CUDA's start-up messages come here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
 
 
-DEMO_LOSSES = ("triplet", "contrastive", "npair", "multisimilarity")
+# ---- train -------------------------------------------------------------------------------
 
 
-def demo_loss(name):
-    """The loss the demo trains with, by short name."""
-    from keras_dml import losses
+def _train(args):
+    from keras_dml import training
 
-    factories = {
-        "triplet": lambda: losses.TripletLoss(margin=0.2, positive="easy", negative="semihard"),
-        "contrastive": lambda: losses.ContrastiveLoss(positive="easy", negative="semihard"),
-        "npair": lambda: losses.NPairLoss(),
-        "multisimilarity": lambda: losses.MultiSimilarityLoss(),
-    }
-    if name not in factories:
-        raise ValueError(f"Unknown loss={name!r}; expected one of {sorted(factories)}.")
-    return factories[name]()
+    run_dir = Path(args.run_dir or Path("runs") / (args.recipe or "run"))
+    config = _config(args.recipe, args.set, run_dir if args.resume else None)
+    _, metrics = training.train(config, run_dir, resume=args.resume, verbose=_verbosity())
+    _print_summary(run_dir)
+    return 0
+
+
+def _config(recipe, overrides, resume_dir):
+    """The settings: the recipe's (or a resumed run's own), then `--set`'s; checked."""
+    from keras_dml import training
+
+    if recipe:
+        config = training.get_recipe(recipe)
+    elif resume_dir is not None and (resume_dir / "config.json").is_file():
+        config = training.RunDir(resume_dir).config()
+    else:
+        raise ValueError("train needs --recipe NAME (see `keras-dml recipes`), or --run-dir DIR --resume.")
+    config.update(_parse_settings(overrides))
+    return training.TrainConfig.from_dict(config).to_dict()
+
+
+def _parse_settings(pairs):
+    """`key=value` strings -> `{key: value}`, each value parsed as its setting's type."""
+    from keras_dml.training import TrainConfig
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes key=value pairs; got {pair!r}.")
+        settings[key] = TrainConfig.parse(key, value)
+    return settings
+
+
+def _print_summary(run_dir):
+    from keras_dml.training import RunDir
+
+    run = RunDir(run_dir)
+    final, epochs = run.metrics(), run.config()["epochs"]
+    best_epoch, _ = run.best_epoch()
+    best = next(h for h in run.history() if h["epoch"] == best_epoch) if best_epoch else None
+    print(f"Run written to {run.path}:")
+    _print_metrics(f"  final (epoch {epochs})", final)
+    if best is not None:
+        _print_metrics(f"  best (epoch {best_epoch})", {k[len("val_"):]: v for k, v in best.items()
+                                                       if k.startswith("val_")})
+    print(f"  evaluate: keras-dml evaluate {run.path}    export: keras-dml export {run.path} --out DIR")
 
 
 def _print_metrics(title, metrics):
     keys = [k for k in metrics if k.startswith("recall@")] + ["r_precision", "map_at_r"]
-    print(f"{title:<22}" + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys))
+    print(f"{title:<22} " + "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics))
 
 
-def run_demo(loss="triplet", epochs=20, seed=0, batch_size=128, verbose=1):
-    """Train a small embedder on digits 0-4, evaluate retrieval on the unseen digits 5-9.
+def _verbosity():
+    return 1 if sys.stdout.isatty() else 2
 
-    The embedder is a linear 16-d projection of the pixels, L2-normalised: on this
-    zero-shot split a deeper network overfits the five training classes, and
-    easy-positive triplets transfer to unseen classes where all/hard positives do not
-    (see docs/easy_positives.md). Returns `(model, metrics_before, metrics_after)`.
-    """
-    import keras
 
-    from keras_dml.data import load_digits
-    from keras_dml.evaluation import retrieval_metrics
-
-    keras.utils.set_random_seed(seed)
-    train_x, train_y = load_digits("train")
-    test_x, test_y = load_digits("test")
-    model = keras.Sequential(
-        [
-            keras.Input(train_x.shape[1:]),
-            keras.layers.Flatten(),
-            keras.layers.Dense(16),
-            keras.layers.UnitNormalization(),
-        ],
-        name="digits_embedder",
-    )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=demo_loss(loss), jit_compile=True)
-    print(f"keras-dml demo: {len(train_y)} training digits (classes 0-4), "
-          f"{len(test_y)} held-out digits (classes 5-9), loss={loss}, epochs={epochs}, seed={seed}")
-    before = retrieval_metrics(model.predict(test_x, verbose=0), test_y)
-    model.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
-    after = retrieval_metrics(model.predict(test_x, verbose=0), test_y)
-    print("Retrieval on the held-out classes 5-9:")
-    _print_metrics("  before training", before)
-    _print_metrics("  after training", after)
-    return model, before, after
+# ---- demo --------------------------------------------------------------------------------
 
 
 def _demo(args):
-    model, _, after = run_demo(loss=args.loss, epochs=args.epochs, seed=args.seed,
-                               verbose=1 if sys.stdout.isatty() else 2)
-    if args.export_dir:
-        from keras_dml.export import describe_export, export_embedder
+    from keras_dml import training
 
-        card = export_embedder(model, args.export_dir, overwrite=True, pixel_scale=1 / 16,
-                               metrics={k: after[k] for k in ("recall@1", "map_at_r")})
-        print(describe_export(card, args.export_dir))
+    config = training.TrainConfig.from_dict({**training.get_recipe("demo"), **_parse_settings(args.set)})
+    run_dir = _free_run_dir(Path(args.run_dir))
+    print(f"keras-dml demo: recipe 'demo' ({training.recipes.describe('demo')}), run directory {run_dir}")
+    baseline = _baseline_callback(config)
+    training.train(config, run_dir, callbacks=[baseline], verbose=_verbosity())
+    print("Retrieval on the held-out classes:")
+    _print_metrics("  untrained", baseline.metrics)
+    _print_summary(run_dir)
+    print(METRICS_LINE)
+    if args.export_dir != "":
+        _export_run(run_dir, Path(args.export_dir or run_dir / "export"), weights="best", skip_on_backend=True)
     return 0
 
 
-def _parse_overrides(pairs):
-    """`key=value` strings -> dict; values are JSON when they parse, else strings."""
-    import json
-
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set takes key=value pairs; got {pair!r}.")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+def _free_run_dir(path):
+    """`path`, or `path-2`, `path-3`, ... when it already holds a run (the demo never overwrites one)."""
+    candidate, number = path, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        number += 1
+        candidate = path.with_name(f"{path.name}-{number}")
+    return candidate
 
 
-def _train(args):
-    import json
-    from pathlib import Path
+def _baseline_callback(config):
+    """A callback that records the untrained embedder's retrieval metrics, before the first step."""
+    import keras
 
-    from keras_dml import recipes, training
+    from keras_dml.evaluation import RetrievalEvaluation
+    from keras_dml.training import data
 
-    run_dir = Path(args.run_dir or Path("runs") / (args.recipe or "run"))
-    if args.resume and (run_dir / "config.json").exists() and not args.recipe:
-        config = json.loads((run_dir / "config.json").read_text())
-    elif args.recipe:
-        config = recipes.get_recipe(args.recipe)
-    else:
-        raise SystemExit("train needs --recipe NAME (see `keras-dml recipes`), or --run-dir DIR --resume.")
-    flags = {"epochs": args.epochs, "seed": args.seed, "data_dir": args.data_dir, "manual_dir": args.manual_dir,
-             "strategy": args.strategy}
-    config.update({k: v for k, v in flags.items() if v is not None})
-    config.update(_parse_overrides(args.set))
-    try:
-        _, metrics = training.train(config, run_dir, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
-    except KeyboardInterrupt:
-        return 130
-    print(f"Run written to {run_dir}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("recall@1", "map_at_r")))
-    return 0
+    evaluation = RetrievalEvaluation(data.evaluation_batches(data.describe(config)), verbose=0)
+
+    class Baseline(keras.callbacks.Callback):
+        metrics = None
+
+        def on_train_begin(self, logs=None):
+            if self.metrics is None:
+                evaluation.set_model(self.model)
+                self.metrics = evaluation.evaluate()
+
+    return Baseline()
 
 
-def _recipes(args):
-    from keras_dml import recipes
-
-    for name in sorted(recipes.RECIPES):
-        print(f"{name:<28} {recipes.describe(name)}")
-    return 0
+# ---- evaluate ----------------------------------------------------------------------------
 
 
 def _evaluate(args):
@@ -134,116 +199,201 @@ def _evaluate(args):
 
     import numpy as np
 
-    from keras_dml.data import augment, load_dataset
-    from keras_dml.evaluation import retrieval_metrics
-    from keras_dml.export import load_embedder
+    from keras_dml.evaluation import RetrievalEvaluation, retrieval_metrics
+    from keras_dml.training import data
 
-    embedder, _ = load_embedder(args.model)
-    dataset, _ = load_dataset(args.dataset, args.split, data_dir=args.data_dir, manual_dir=args.manual_dir)
-    if args.dataset != "digits":
-        size = embedder.inputs[0].shape[1]
-        dataset = augment.map_images(dataset, augment.eval_transform(size, resize_size=int(size * 256 / 224)))
-    images, labels, embeddings = [], [], []
-    for x, y in dataset.batch(args.batch_size):
-        embeddings.append(np.asarray(embedder(x, training=False)))
-        labels.append(np.asarray(y))
-        if args.plots:
-            images.append(np.asarray(x))
-    embeddings, labels = np.concatenate(embeddings), np.concatenate(labels)
-    metrics = retrieval_metrics(embeddings, labels, k=args.k, nmi=args.nmi)
+    embedder, description, source = _load(args.model, args.weights, args.dataset)
+    print(f"Evaluating {source} on {description['dataset']} ({args.split} split)", file=sys.stderr)
+    batches = data.evaluation_batches(description, args.split, batch_size=args.batch_size)
+    evaluation = RetrievalEvaluation(batches, k=args.k, nmi=args.nmi, verbose=0)
+    evaluation.set_model(embedder)
+    embeddings, labels = evaluation.embed()
+    metrics = retrieval_metrics(embeddings, labels, k=evaluation.k, nmi=args.nmi)
     print(json.dumps(metrics, indent=2))
     if args.plots:
         from keras_dml.visualize import save_plots
 
-        paths = save_plots(args.plots, embeddings, labels, images=np.concatenate(images))
+        images = np.concatenate([np.asarray(x) for x, _ in batches])
+        paths = save_plots(args.plots, embeddings, labels, images=images)
         print("Plots written: " + ", ".join(str(p) for p in paths))
     return 0
 
 
-def _export(args):
-    from keras_dml.export import describe_export, export_embedder, load_embedder
+def _load(source, weights, dataset=None):
+    """`(embedder, dataset description, what was loaded)` from a run directory or a `.keras` file."""
+    from keras_dml.training import RunDir, TrainConfig, data
 
-    embedder, metrics = load_embedder(args.model)
-    card = export_embedder(embedder, args.out, formats=args.formats, include_preprocessing=not args.float_input,
-                           verify=not args.no_verify, overwrite=args.overwrite, metrics=metrics,
-                           pixel_scale=args.pixel_scale)
-    print(describe_export(card, args.out))
+    path = Path(source)
+    if path.is_dir():
+        run = RunDir(path)
+        description = run.dataset()
+        if dataset is not None and dataset != description["dataset"]:
+            description = data.describe(TrainConfig(dataset=dataset, image_size=description["image_size"]))
+        return run.load_embedder(weights), description, f"{path} ({weights} weights)"
+    if dataset is None:
+        raise ValueError(f"{source} is not a run directory: say which data to evaluate it on with --dataset.")
+    embedder = _load_keras_file(path)
+    description = data.describe(TrainConfig(dataset=dataset, image_size=embedder.inputs[0].shape[1]))
+    return embedder, description, str(path)
+
+
+def _load_keras_file(path):
+    """The embedder in a `.keras` file (a MetricModel's embedder part)."""
+    import keras
+
+    import keras_dml.layers
+    import keras_dml.losses
+    import keras_dml.models  # noqa: F401  (the imports register keras_dml's classes)
+
+    path = Path(path)
+    if path.suffix != ".keras" or not path.is_file():
+        raise ValueError(f"{path} is neither a run directory nor a .keras file.")
+    model = keras.saving.load_model(path, compile=False)
+    return getattr(model, "embedder", model)
+
+
+# ---- export ------------------------------------------------------------------------------
+
+
+def _export(args):
+    _export_run(Path(args.model), Path(args.out), weights=args.weights, formats=args.formats,
+                float_input=args.float_input, verify=not args.no_verify, overwrite=args.overwrite,
+                pixel_scale=args.pixel_scale)
+    return 0
+
+
+def _export_run(source, out, weights, formats=("saved_model", "onnx"), float_input=False, verify=True,
+                overwrite=False, pixel_scale=None, skip_on_backend=False):
+    import keras
+
+    from keras_dml.export import describe_export, export_embedder
+    from keras_dml.training import RunDir
+
+    if source.is_dir():
+        run = RunDir(source)
+        embedder, metrics = run.load_embedder(weights), _weights_metrics(run, weights)
+        scale_source = "recorded in the run directory" if pixel_scale is None else "--pixel-scale"
+        pixel_scale = run.dataset()["pixel_scale"] if pixel_scale is None else pixel_scale
+    else:
+        embedder, metrics = _load_keras_file(source), None
+        scale_source = "--pixel-scale" if pixel_scale is not None else "default for [0, 255] inputs"
+        pixel_scale = 1.0 if pixel_scale is None else pixel_scale
+    try:
+        card = export_embedder(embedder, out, formats=formats, include_preprocessing=not float_input,
+                               verify=verify, overwrite=overwrite, metrics=metrics, pixel_scale=pixel_scale)
+    except RuntimeError as error:
+        if not skip_on_backend or keras.backend.backend() == "tensorflow":
+            raise
+        print(f"Export skipped on the {keras.backend.backend()} backend: {error}")
+        return None
+    print(describe_export(card, out))
+    print(f"  {weights} weights of {source}; input scale: one uint8 unit = {pixel_scale:g} ({scale_source})")
+    return card
+
+
+def _weights_metrics(run, weights):
+    """The retrieval metrics of the `weights` model: the final ones, or the best epoch's."""
+    if weights == "final":
+        return run.metrics() if run.is_finished() else None
+    epoch, _ = run.best_epoch()
+    record = next((h for h in run.history() if h["epoch"] == epoch), {})
+    return {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")} or None
+
+
+# ---- recipes -----------------------------------------------------------------------------
+
+
+def _recipes(args):
+    from keras_dml.training import recipes
+
+    if args.name:
+        recipe, sources = recipes.get_recipe(args.name), recipes.sources(args.name)
+        for key, value in recipe.items():
+            if key == "loss":
+                print(f"loss.class_name       {value['class_name']}")
+                for name, item in value["config"].items():
+                    print(f"loss.{name:<17} {item!s:<12} {sources.get('loss.' + name, '')}")
+            else:
+                print(f"{key:<22} {value!s:<12} {sources.get(key, '')}")
+        return 0
+    for name in sorted(recipes.RECIPES):
+        print(f"{name:<28} {recipes.describe(name)}")
     return 0
 
 
 def build_parser():
+    from keras_dml.training.config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="keras-dml", description="Deep metric learning for Keras 3.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's logs")
     commands = parser.add_subparsers(dest="command", required=True)
+    settings_help = ("settings (--set KEY=VALUE; plain values, null for none, JSON only for loss):\n"
+                     + TrainConfig.describe_settings())
 
     demo = commands.add_parser(
-        "demo",
-        help="train on the bundled digits (no download), print retrieval metrics, export",
-        description="Train a small embedder on digits 0-4, evaluate retrieval on the unseen digits 5-9, "
-                    "and export it to SavedModel and ONNX with verified parity.",
-    )
-    demo.add_argument("--loss", choices=DEMO_LOSSES, default="triplet",
-                      help="triplet = TripletLoss(positive='easy', negative='semihard') (default)")
-    demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--export-dir", default="runs/demo/export",
-                      help="where the exported embedder goes ('' to skip the export)")
+        "demo", help="train the demo recipe (no download), print retrieval metrics, export",
+        description="Train the 'demo' recipe into a run directory, print the untrained and trained retrieval "
+                    "metrics on held-out classes, and export the best embedder to SavedModel and ONNX.",
+        epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--run-dir", default="runs/demo",
+                      help="run directory (default runs/demo; runs/demo-2, ... when it holds a run)")
+    demo.add_argument("--export-dir", help="where the export goes (default RUN_DIR/export; '' to skip)")
+    demo.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change demo settings")
     demo.set_defaults(handler=_demo)
 
-    train = commands.add_parser("train", help="train from a recipe into a run directory",
-                                description="Train from a recipe (see `keras-dml recipes`). A killed run "
-                                            "resumes with --resume on the same run directory.")
+    train = commands.add_parser(
+        "train", help="train from a recipe into a run directory",
+        description="Train from a recipe (see `keras-dml recipes`). A killed run resumes with --resume "
+                    "on the same run directory.",
+        epilog=settings_help, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--recipe", help="recipe name, e.g. cars196-potential-field or digits-triplet-easy")
     train.add_argument("--run-dir", help="run directory (default runs/RECIPE)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--data-dir", help="TFDS data directory")
-    train.add_argument("--manual-dir", help="folder with the datasets' original archives (see docs/data.md)")
-    train.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
-                       help="tf.distribute strategy (see docs/distributed.md)")
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                       help="override recipe settings, e.g. --set learning_rate=3e-5 jit_compile=true")
+                       help="override recipe settings, e.g. --set learning_rate=3e-5 dataset=photos/")
     train.set_defaults(handler=_train)
 
-    recipes = commands.add_parser("recipes", help="list the training recipes",
-                                  description="List the training recipes.")
+    recipes = commands.add_parser("recipes", help="list the training recipes, or show one with its sources",
+                                  description="List the training recipes; with a NAME, its settings and "
+                                              "where each comes from.")
+    recipes.add_argument("name", nargs="?")
     recipes.set_defaults(handler=_recipes)
 
-    evaluate = commands.add_parser("evaluate", help="retrieval metrics of a trained embedder on a dataset",
-                                   description="Embed a dataset split with a trained embedder and print "
-                                               "Recall@K, R-Precision, MAP@R (and NMI).")
-    evaluate.add_argument("model", help="a .keras file or a run directory")
-    evaluate.add_argument("--dataset", default="digits", help="digits, cars196, cub200, sop, or an image folder")
+    evaluate = commands.add_parser(
+        "evaluate", help="retrieval metrics of a trained embedder",
+        description="Embed a split with a trained embedder and print Recall@K, R-Precision, MAP@R (and NMI). "
+                    "A run directory is evaluated on its own dataset and test split, the same way training "
+                    "evaluates it.")
+    evaluate.add_argument("model", help="a run directory, or a .keras file (then --dataset)")
+    evaluate.add_argument("--weights", choices=WEIGHTS, default="best",
+                          help="best (highest val MAP@R, default) or final epoch")
+    evaluate.add_argument("--dataset", help="another dataset than the run's: digits, cars196, cub200, sop, "
+                                            "or an image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "test"))
-    evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--manual-dir")
     evaluate.add_argument("--k", type=int, nargs="*", default=[1, 2, 4, 8])
     evaluate.add_argument("--nmi", action="store_true", help="also k-means NMI")
-    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--plots", metavar="DIR", help="write a 2-D map, a retrieval grid and projector files")
     evaluate.set_defaults(handler=_evaluate)
 
-    export = commands.add_parser("export", help="export an embedder to SavedModel and ONNX, verified",
-                                 description="Export a trained embedder (.keras file or run directory) to a "
-                                             "SavedModel and an ONNX model, checking parity with Keras.")
-    export.add_argument("model", help="a .keras file or a run directory")
+    export = commands.add_parser(
+        "export", help="export a run's embedder to SavedModel and ONNX, verified",
+        description="Export a run directory's embedder to a SavedModel and an ONNX model, checking parity "
+                    "with Keras. The input scale recorded in the run directory is used unless --pixel-scale.")
+    export.add_argument("model", help="a run directory, or a .keras file")
     export.add_argument("--out", required=True, help="target directory")
+    export.add_argument("--weights", choices=WEIGHTS, default="best",
+                        help="best (highest val MAP@R, default) or final epoch")
     export.add_argument("--formats", nargs="*", default=["saved_model", "onnx"])
     export.add_argument("--float-input", action="store_true",
                         help="take the embedder's float input instead of raw uint8 pixels")
-    export.add_argument("--pixel-scale", type=float, default=1.0,
-                        help="value of one uint8 unit in the embedder's input (1/255 for [0, 1] inputs)")
+    export.add_argument("--pixel-scale", type=float,
+                        help="value of one uint8 unit in the embedder's input (default: the run's)")
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--no-verify", action="store_true",
                         help="skip reloading the artefacts and comparing them with Keras (not recommended)")
     export.set_defaults(handler=_export)
     return parser
-
-
-def main(argv=None):
-    _quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    return args.handler(args)
 
 
 if __name__ == "__main__":

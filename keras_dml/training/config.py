@@ -107,9 +107,10 @@ class TrainConfig:
                     raise ValueError
                 return value
         except (ValueError, KeyError):
-            example = {"int": "3", "float": "3e-5", "bool": "true", "auto|bool": "auto",
-                       "dict": '{"class_name": "TripletLoss", "config": {"margin": 0.1}}'}[kind]
-            raise ValueError(f"{name} takes a {kind} value, e.g. {name}={example}; got {name}={text}.") from None
+            wanted, example = {"int": ("an integer", "3"), "float": ("a number", "3e-5"),
+                               "bool": ("true or false", "true"), "auto|bool": ("auto, true or false", "auto"),
+                               "dict": ("JSON", '{"class_name": "TripletLoss", "config": {"margin": 0.1}}')}[kind]
+            raise ValueError(f"{name} takes {wanted}, e.g. {name}={example}; got {name}={text}.") from None
         return text
 
     @classmethod

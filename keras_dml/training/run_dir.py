@@ -88,7 +88,9 @@ class RunDir:
         """The saved MetricModel (embedder and criterion) of `weights`: "best" or "final"."""
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {list(WEIGHTS)}; got weights={weights!r}.")
-        import keras_dml  # noqa: F401  (registers keras_dml's serialisable classes)
+        import keras_dml.layers
+        import keras_dml.losses
+        import keras_dml.models  # noqa: F401  (the imports register keras_dml's classes)
 
         path = self.path / f"{weights}.keras"
         if not path.is_file() and weights == "final" and not self.is_finished():
