@@ -173,6 +173,7 @@ def _fit(config, description, run, model, jit_compile, callbacks, verbose):
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+    evaluation.set_model(model)  # also when a resume had no epoch left to fit
     metrics = evaluation.evaluate()
     run.finish(model, metrics)
     return model, metrics
