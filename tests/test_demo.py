@@ -1,31 +1,41 @@
-"""The one-command main job, end to end, with fewer epochs."""
+"""`keras-dml demo` -> `evaluate` -> `export` on the demo's run directory, with tiny settings."""
+import json
+
+import keras
 import pytest
 
-from keras_dml.cli import build_parser, run_demo
+from keras_dml.cli import _free_run_dir, build_parser, main
+from keras_dml.training import RunDir
+
+TINY = ["--set", "epochs=2", "steps_per_epoch=2"]
 
 
-@pytest.mark.skipif(__import__("keras").backend.backend() != "tensorflow", reason="TensorFlow backend")
-def test_demo_raises_held_out_recall_at_1():
-    _, before, after = run_demo(epochs=8, seed=0, verbose=0)
-    assert after["recall@1"] > before["recall@1"]
-    assert after["map_at_r"] > before["map_at_r"]
-    assert before["num_queries"] == after["num_queries"] == 896
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow backend")
+def test_demo_leaves_a_run_that_evaluate_and_export_take_without_flags(tmp_path, capsys):
+    run = tmp_path / "runs" / "demo"
+    assert main(["demo", "--run-dir", str(run), *TINY]) == 0
+    out = capsys.readouterr().out
+    for said in ("untrained", "final (epoch 2)", "best (epoch", "Recall@1: the share", "parity with Keras",
+                 "one uint8 unit = 0.0625 (recorded in the run directory)"):
+        assert said in out, said
+    card = json.loads((run / "export" / "model_card.json").read_text())
+    assert card["pixel_scale"] == 1 / 16  # the digits' input scale, recorded by the run
+    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
+
+    assert main(["evaluate", str(run)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["map_at_r"] == pytest.approx(RunDir(run).best_epoch()[1], abs=1e-6)
+    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    assert json.loads((tmp_path / "exported" / "model_card.json").read_text())["pixel_scale"] == 1 / 16
 
 
-def test_demo_rejects_unknown_loss():
+def test_a_second_demo_takes_a_fresh_directory(tmp_path):
+    (tmp_path / "demo").mkdir()
+    assert _free_run_dir(tmp_path / "demo") == tmp_path / "demo"
+    (tmp_path / "demo" / "config.json").write_text("{}")
+    assert _free_run_dir(tmp_path / "demo") == tmp_path / "demo-2"
+
+
+def test_demo_rejects_unknown_flags():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--loss", "arcface"])
-
-
-@pytest.mark.skipif(__import__("keras").backend.backend() != "tensorflow", reason="TensorFlow backend")
-def test_demo_command_ends_with_a_verified_export(tmp_path, capsys):
-    import json
-
-    from keras_dml.cli import main
-
-    assert main(["demo", "--epochs", "1", "--export-dir", str(tmp_path / "export")]) == 0
-    out = capsys.readouterr().out
-    assert "after training" in out and "parity with Keras" in out
-    card = json.loads((tmp_path / "export" / "model_card.json").read_text())
-    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
-    assert (tmp_path / "export" / "embedder.onnx").is_file()

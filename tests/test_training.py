@@ -1,102 +1,141 @@
-"""Recipes, `train` into a run directory, kill-and-resume equivalence, and the CLI."""
+"""Recipes, settings, `train` into a run directory, warm-up, strategies and mixed precision."""
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-from keras_dml import recipes, training
-from keras_dml.cli import build_parser, main
+from keras_dml import training
+from keras_dml.training import RunDir, TrainConfig, recipes
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
 
 
 def _digits(recipe="digits-triplet-easy", **changes):
     config = recipes.get_recipe(recipe)
-    config.update({"epochs": 3, "steps_per_epoch": 4, "classes_per_batch": 5, "samples_per_class": 8, **changes})
+    config.update({"epochs": 2, "steps_per_epoch": 3, "classes_per_batch": 5, "samples_per_class": 8, **changes})
     return config
-
-
-class _InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_every_benchmark_method_has_a_recipe_per_dataset():
     for dataset in ("cars196", "cub200", "sop", "digits"):
         for method in recipes.METHODS:
-            assert f"{dataset}-{method}" in recipes.RECIPES
-    assert recipes.get_recipe("sop-potential-field")["loss"]["params"]["proxy_targets"] == "batch"
+            TrainConfig.from_dict(recipes.get_recipe(f"{dataset}-{method}"))  # every recipe passes the checks
+    assert recipes.get_recipe("sop-potential-field")["loss"]["config"]["proxy_targets"] == "batch"
     with pytest.raises(ValueError, match="cars196-potential-field"):
         recipes.get_recipe("cars-potential")
 
 
-def test_train_writes_a_complete_run_directory(tmp_path):
-    model, metrics = training.train(_digits(epochs=2), tmp_path / "run", verbose=0)
-    run = tmp_path / "run"
-    for name in ("config.json", "history.jsonl", "best.keras", "embedder.keras", "metrics.json"):
-        assert (run / name).exists(), name
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2] and "val_map_at_r" in history[0]
-    assert json.loads((run / "metrics.json").read_text())["map_at_r"] == pytest.approx(metrics["map_at_r"])
-    reloaded = keras.saving.load_model(run / "embedder.keras")
-    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.embedder.predict(x, verbose=0), atol=1e-6)
-
-    # The run directory feeds the evaluate and export commands.
-    assert main(["evaluate", str(run), "--dataset", "digits", "--plots", str(tmp_path / "plots")]) == 0
-    assert (tmp_path / "plots" / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["export", str(run), "--out", str(tmp_path / "export"), "--pixel-scale", "0.0625"]) == 0
-    card = json.loads((tmp_path / "export" / "model_card.json").read_text())
-    assert card["metrics"]["map_at_r"] == pytest.approx(metrics["map_at_r"])
+def test_potential_field_recipes_follow_the_supplement_with_sources():
+    cars, cub, sop = (recipes.get_recipe(f"{d}-potential-field") for d in ("cars196", "cub200", "sop"))
+    assert cars["classes_per_batch"] * cars["samples_per_class"] == 100 == sop["classes_per_batch"] * 2
+    assert (cars["epochs"], cars["warmup_epochs"], cars["learning_rate"], cars["proxy_lr_multiplier"]) == \
+        (200, 1, 1e-4, 100.0)
+    assert (cars["weight_decay"], cub["weight_decay"]) == (1e-4, 5e-4)
+    assert (cars["loss"]["config"]["proxies_per_class"], sop["loss"]["config"]["proxies_per_class"]) == (15, 2)
+    sources = recipes.sources("cub200-potential-field")
+    assert sources["loss.alpha"] == recipes.PAPER and sources["learning_rate"] == recipes.SUPPLEMENT
+    assert sources["classes_per_batch"].startswith(recipes.OURS)
+    assert set(cars) - {"dataset", "loss"} <= set(sources)  # every setting has its source
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
-    config = _digits()
-    _, straight = training.train(config, tmp_path / "straight", verbose=0)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(config, tmp_path / "killed", callbacks=[_InterruptAfter(2)], verbose=0)
-    assert not (tmp_path / "killed" / "metrics.json").exists()
-    _, resumed = training.train(config, tmp_path / "killed", resume=True, verbose=0)
-    for key in ("recall@1", "map_at_r", "r_precision"):
-        assert resumed[key] == pytest.approx(straight[key], abs=1e-6)
-    history = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "history.jsonl").read_text().splitlines()]
-    assert history == [1, 2, 3]
-
-
-def test_run_directory_guards(tmp_path):
-    config = _digits(epochs=1)
-    training.train(config, tmp_path / "run", verbose=0)
-    with pytest.raises(ValueError, match="resume"):
-        training.train(config, tmp_path / "run", verbose=0)
-    with pytest.raises(ValueError, match="learning_rate"):
-        training.train({**config, "learning_rate": 0.5}, tmp_path / "run", resume=True, verbose=0)
+def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
+    assert TrainConfig.parse("dataset", "photos/cats") == "photos/cats"
+    assert TrainConfig.parse("weights", "null") is None
+    assert TrainConfig.parse("learning_rate", "3e-5") == 3e-5
+    assert TrainConfig.parse("freeze_batchnorm", "false") is False
+    assert TrainConfig.parse("jit_compile", "auto") == "auto"
+    assert TrainConfig.parse("loss", '{"class_name": "TripletLoss", "config": {}}')["class_name"] == "TripletLoss"
+    with pytest.raises(ValueError, match="epochs takes an integer"):
+        TrainConfig.parse("epochs", "many")
+    with pytest.raises(ValueError, match="Unknown training setting 'epochz'"):
+        TrainConfig.parse("epochz", "3")
     with pytest.raises(ValueError, match="Unknown training setting"):
-        training.TrainConfig.from_dict({"epochz": 3})
+        TrainConfig.from_dict({"epochz": 3})
+    for bad, name in [({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"), ({"test_fraction": 1.0}, "test_fraction"),
+                      ({"weight_decay": 1e-4, "optimizer": "adam"}, "weight_decay"), ({"optimizer": "sgdx"}, "optimizer"),
+                      ({"loss": {"class": "TripletLoss"}}, "loss")]:
+        with pytest.raises(ValueError, match=name):
+            TrainConfig.from_dict(bad)
+    assert "learning_rate" in TrainConfig.describe_settings()
 
 
+def test_criterion_from_the_keras_form():
+    loss = training.build_criterion(recipes.get_recipe("digits-density-triplet")["loss"], 5, 16)
+    assert type(loss).__name__ == "DensityAdaptive" and type(loss.base_loss).__name__ == "TripletLoss"
+    assert training.build_criterion({"class_name": "PotentialFieldLoss", "config": {}}, 5, 16).num_classes == 5
+    with pytest.raises(ValueError, match="unknown class_name 'ArcFace'"):
+        training.build_criterion({"class_name": "ArcFace"}, 5, 16)
+
+
+@tensorflow_only
+def test_train_writes_a_complete_run_directory(tmp_path):
+    model, metrics = training.train(_digits(), tmp_path / "run", verbose=0)
+    run = RunDir(tmp_path / "run")
+    for name in ("config.json", "dataset.json", "history.jsonl", "best.keras", "final.keras", "metrics.json"):
+        assert (run.path / name).exists(), name
+    assert not (run.path / "backup").exists()
+    assert [h["epoch"] for h in run.history()] == [1, 2] and "val_map_at_r" in run.history()[0]
+    assert run.metrics()["map_at_r"] == pytest.approx(metrics["map_at_r"])
+    assert run.history()[-1]["val_map_at_r"] == pytest.approx(metrics["map_at_r"])
+    assert run.dataset()["pixel_scale"] == 1 / 16 and run.dataset()["input_shape"] == [8, 8, 1]
+    assert json.loads((run.path / "config.json").read_text()) == TrainConfig.from_dict(_digits()).to_dict()
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(run.load_embedder("final").predict(x, verbose=0),
+                               model.embedder.predict(x, verbose=0), atol=1e-6)
+
+
+@tensorflow_only
+def test_warmup_epochs_train_the_head_with_the_backbone_frozen(tmp_path):
+    class Snapshots(keras.callbacks.Callback):
+        """Backbone and head kernels before training and after each epoch."""
+
+        def __init__(self):
+            super().__init__()
+            self.weights = []
+
+        def _snapshot(self):
+            embedder = self.model.embedder
+            self.weights.append([np.array(embedder.get_layer("backbone").weights[0]),
+                                 np.array(embedder.get_layer("embedding").kernel)])
+
+        def on_train_begin(self, logs=None):
+            if not self.weights:
+                self._snapshot()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._snapshot()
+
+    snapshots = Snapshots()
+    model, _ = training.train(_digits("digits-potential-field", epochs=2, warmup_epochs=1), tmp_path / "run",
+                              callbacks=[snapshots], verbose=0)
+    (backbone_0, head_0), (backbone_1, head_1), (backbone_2, head_2) = snapshots.weights
+    np.testing.assert_array_equal(backbone_1, backbone_0)  # frozen in the warm-up epoch
+    assert not np.array_equal(head_1, head_0)  # while the head trains
+    assert not np.array_equal(backbone_2, backbone_1)  # and trains after it
+    assert model.embedder.get_layer("backbone").trainable
+    assert [h["epoch"] for h in RunDir(tmp_path / "run").history()] == [1, 2]
+
+
+@tensorflow_only
 @pytest.mark.parametrize("method", ["potential-field", "proxy-anchor", "density-triplet", "pddm", "multi-similarity"])
 def test_every_digits_recipe_trains(tmp_path, method):
     _, metrics = training.train(_digits(f"digits-{method}", epochs=1, steps_per_epoch=2), tmp_path / method, verbose=0)
     assert 0.0 < metrics["recall@1"] <= 1.0
 
 
+@tensorflow_only
 def test_mirrored_strategy_run_and_strategy_errors(tmp_path):
     _, metrics = training.train(_digits(epochs=1, steps_per_epoch=2, strategy="mirrored"), tmp_path / "m", verbose=0)
     assert 0.0 < metrics["recall@1"] <= 1.0
     with pytest.raises(ValueError, match="multiworker"):
         training.train(_digits(strategy="multiworker"), tmp_path / "w", verbose=0)
-    with pytest.raises(ValueError, match="strategy must be one of"):
+    with pytest.raises(ValueError, match="strategy"):
         training.train(_digits(strategy="tpu-pod"), tmp_path / "t", verbose=0)
+    assert not (tmp_path / "w").exists() and not (tmp_path / "t").exists()
 
 
+@tensorflow_only
 def test_mixed_precision_run_restores_the_global_policy(tmp_path):
     before = keras.config.dtype_policy().name
     model, metrics = training.train(_digits(epochs=1, steps_per_epoch=2, mixed_precision="mixed_bfloat16"),
@@ -104,29 +143,3 @@ def test_mixed_precision_run_restores_the_global_policy(tmp_path):
     assert model.embedder.dtype_policy.name == "mixed_bfloat16"
     assert keras.config.dtype_policy().name == before
     assert 0.0 < metrics["recall@1"] <= 1.0
-
-
-def test_bad_loss_spec_and_optimizer():
-    with pytest.raises(ValueError, match="Unknown loss class"):
-        training.build_criterion({"class": "ArcFace"}, 5, 16)
-    with pytest.raises(ValueError, match="optimizer"):
-        training.build_optimizer(training.TrainConfig(optimizer="sgdx"))
-
-
-def test_cli_recipes_command():
-    out = subprocess.run([sys.executable, "-m", "keras_dml.cli", "recipes"], capture_output=True, text=True)
-    assert out.returncode == 0 and "cars196-potential-field" in out.stdout
-
-
-@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "export", "recipes"])
-def test_cli_help_on_every_subcommand(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args([command, "--help"])
-    assert exit_info.value.code == 0 and f"usage: keras-dml {command}" in capsys.readouterr().out
-
-
-def test_cli_train_rejects_unknown_recipe_and_bad_override(tmp_path):
-    with pytest.raises(ValueError, match="valid recipes"):
-        main(["train", "--recipe", "mnist-arcface", "--run-dir", str(tmp_path / "r")])
-    with pytest.raises(SystemExit, match="key=value"):
-        main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(tmp_path / "r"), "--set", "epochs"])

@@ -1,0 +1,137 @@
+"""The command line: help without TensorFlow, errors in its own terms, image folders end to end."""
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dml.cli import build_parser, cli_terms, main
+from keras_dml.training import RunDir
+
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
+FOLDER_SETTINGS = ["test_fraction=0.5", "backbone=small_cnn", "image_size=32", "epochs=2", "steps_per_epoch=2",
+                   "classes_per_batch=3", "samples_per_class=2", "embedding_dim=8"]
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "export", "recipes"])
+def test_help_on_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0 and f"usage: keras-dml {command}" in capsys.readouterr().out
+
+
+def test_help_starts_no_tensorflow_and_lists_the_settings():
+    script = ("import sys\nfrom keras_dml.cli import main\ntry:\n    main(['train', '--help'])\n"
+              "except SystemExit:\n    pass\nprint('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "tensorflow loaded: False" in out.stdout and out.stderr == ""
+    assert "learning_rate        float     default 0.001" in out.stdout
+    assert "null for none" in out.stdout
+
+
+def test_recipes_command_lists_and_shows_sources(capsys):
+    assert main(["recipes"]) == 0 and "cars196-potential-field" in capsys.readouterr().out
+    assert main(["recipes", "cub200-potential-field"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "supplement via a secondary source" in lines["warmup_epochs"] and "paper" in lines["loss.alpha"]
+
+
+def test_python_arguments_become_flags():
+    assert cli_terms("x exists and is not empty; pass overwrite=True to replace it.") == \
+        "x exists and is not empty; pass --overwrite to replace it."
+    assert "--resume" in cli_terms("resume it with resume=True (--resume), or")
+
+
+@pytest.mark.parametrize("arguments, said", [
+    (["train", "--recipe", "mnist-arcface"], "Unknown recipe 'mnist-arcface'"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "epochs"], "--set takes key=value"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "epochs=x"], "epochs takes an integer"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "lr=0.1"], "Unknown training setting 'lr'"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "dataset=no/such/folder"], "no/such/folder"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "loss={\"class_name\": \"ArcFace\"}"], "ArcFace"),
+    (["train", "--resume"], "--recipe"),
+])
+def test_errors_are_one_line_with_exit_2_and_leave_no_run_directory(tmp_path, capsys, arguments, said):
+    run = tmp_path / "run"
+    assert main([*arguments[:1], "--run-dir", str(run), *arguments[1:]]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
+    assert not run.exists()
+
+
+def test_evaluate_and_export_errors(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "best.keras is missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A run trained from the command line on an image folder of 6 classes, 3 held out."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for c in range(6):
+        colour = rng.integers(0, 256, size=3)
+        (root / "photos" / f"class_{c}").mkdir(parents=True)
+        for i in range(4):
+            pixels = np.clip(colour + rng.normal(0, 40, size=(36, 44, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / "photos" / f"class_{c}" / f"{i}.png")
+    run = root / "run"
+    code = main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(run),
+                 "--set", f"dataset={root / 'photos'}", *FOLDER_SETTINGS])
+    assert code == 0
+    return run
+
+
+def _evaluate(run, capsys, *flags):
+    capsys.readouterr()
+    assert main(["evaluate", str(run), *flags]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+@tensorflow_only
+def test_folder_run_records_its_dataset_and_test_split(folder_run):
+    description = RunDir(folder_run).dataset()
+    assert description["dataset"].endswith("photos") and description["test_fraction"] == 0.5
+    assert description["input_shape"] == [32, 32, 3] and description["pixel_scale"] == 1.0
+    assert description["num_train_classes"] == 3
+
+
+@tensorflow_only
+def test_evaluate_final_equals_the_last_epoch_the_run_recorded(folder_run, capsys):
+    metrics, err = _evaluate(folder_run, capsys, "--weights", "final")
+    assert "final weights" in err
+    last = RunDir(folder_run).history()[-1]
+    for key in ("recall@1", "recall@2", "r_precision", "map_at_r"):
+        assert metrics[key] == pytest.approx(last[f"val_{key}"], abs=1e-6)
+    assert metrics["num_queries"] == 12  # the 3 held-out classes x 4 images
+
+
+@tensorflow_only
+def test_evaluate_defaults_to_the_best_epoch(folder_run, capsys):
+    metrics, err = _evaluate(folder_run, capsys)
+    assert "best weights" in err
+    run = RunDir(folder_run)
+    best_epoch, best_value = run.best_epoch()
+    assert metrics["map_at_r"] == pytest.approx(best_value, abs=1e-6)
+
+
+@tensorflow_only
+def test_export_takes_the_run_and_says_which_weights_and_scale(folder_run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["export", str(folder_run), "--out", str(tmp_path / "out"), "--weights", "final",
+                 "--formats", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "final weights" in out and "one uint8 unit = 1 (recorded in the run directory)" in out
+    card = json.loads((tmp_path / "out" / "model_card.json").read_text())
+    assert card["pixel_scale"] == 1.0
+    assert card["metrics"]["map_at_r"] == pytest.approx(RunDir(folder_run).metrics()["map_at_r"])
+    assert main(["export", str(folder_run), "--out", str(tmp_path / "out")]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
