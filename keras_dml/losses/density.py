@@ -156,6 +156,6 @@ class DensityAdaptive(MetricLoss):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["base_loss"] = keras.saving.deserialize_keras_object(config["base_loss"])
-        return cls(**config)
+        from keras_dml import losses
+
+        return cls(**{**config, "base_loss": losses.get(config["base_loss"])})
