@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_dml.data import load_dataset, load_digits, load_image_folder
-from keras_dml.data.datasets import TFDS_DATASETS
+from keras_dml.data.tfds_datasets import TFDS_DATASETS
 
 
 def as_lists(dataset):
