@@ -4,7 +4,8 @@
 evaluation transforms call it inside `tf.data`, `read_image` calls it on a file (what
 `export/serve_onnx.py` serves with), and `find_corrupt` calls it on every file of an
 image folder when the folder is loaded. So a file that loads is a file that trains, and
-a served image has the pixels training saw (a 16-bit PNG becomes `value // 257` in both).
+a served image has the pixels training saw (a 16-bit PNG keeps its high byte,
+`value // 256`, in both).
 
 Example:
 
@@ -25,7 +26,7 @@ def decode_image(image):
     """Pixels `(H, W, 3)` of `image`: encoded bytes (a `tf.string` scalar) decode to uint8 RGB.
 
     Grey images get 3 equal channels, a GIF its first frame, a 16-bit PNG is scaled to
-    8 bits (`value // 257`). Pixels (any other dtype) pass through unchanged.
+    8 bits by its high byte (`value // 256`). Pixels (any other dtype) pass through unchanged.
     """
     if image.dtype != tf.string:
         return image
