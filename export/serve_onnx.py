@@ -3,10 +3,12 @@
     python export/serve_onnx.py exported/cars196 gallery/ --query query.jpg -k 5
     python export/serve_onnx.py exported/cars196 gallery/ -k 5 --json   # every image queries the rest
 
-The model runs in onnxruntime and the search is `keras_dml.index.Index`; images are read
-with Pillow. The model is `embedder.onnx` from `keras_dml.export.export_embedder` (or the path to any `.onnx`
-file with one `(batch, height, width, channels)` image input). Images are converted to
-RGB or greyscale as the model's channels say and resized to its input size. A model
+The model runs in onnxruntime and the search is `keras_dml.index.Index`; images are
+decoded by `keras_dml.data.read_image`, the decoder training uses (so a 16-bit PNG gets
+the pixels training saw, and a damaged file is named). The model is `embedder.onnx`
+from `keras_dml.export.export_embedder` (or the path to any `.onnx` file with one
+`(batch, height, width, channels)` image input). Images are converted to greyscale
+when the model takes one channel, and resized to its input size with Pillow. A model
 exported with `include_preprocessing=True` takes the uint8 pixels as they are; one with
 a float input gets `float32(pixels) * --pixel-scale`.
 
@@ -19,8 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 class OnnxEmbedder:
@@ -42,31 +42,41 @@ class OnnxEmbedder:
         self.takes_uint8 = model_input.type == "tensor(uint8)"
         self.pixel_scale = pixel_scale
 
-    def load(self, path):
-        """One image file as a uint8 `(height, width, channels)` array of the model's input size."""
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image = image.convert("RGB" if self.channels == 3 else "L").resize((self.width, self.height),
-                                                                                 Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype="uint8")
-        return pixels.reshape(self.height, self.width, self.channels)
-
     def embed(self, paths, batch_size=64):
         """`(len(paths), D)` float32 embeddings of the image files."""
         batches = []
         for start in range(0, len(paths), batch_size):
-            pixels = np.stack([self.load(p) for p in paths[start:start + batch_size]])
+            pixels = np.stack([load_image(p, self.height, self.width, self.channels)
+                               for p in paths[start:start + batch_size]])
             feed = pixels if self.takes_uint8 else pixels.astype("float32") * np.float32(self.pixel_scale)
             batches.append(self.session.run(None, {self.input_name: feed})[0])
         return np.concatenate(batches).astype("float32")
 
 
+def load_image(path, height, width, channels):
+    """One image file as uint8 `(height, width, channels)` pixels, decoded as in training.
+
+    `keras_dml.data.read_image` decodes it (raising `ValueError` naming a file it cannot
+    decode); Pillow converts it to greyscale for one channel and resizes it bilinearly.
+    """
+    from PIL import Image
+
+    from keras_dml.data import read_image
+
+    image = Image.fromarray(read_image(path))
+    if channels == 1:
+        image = image.convert("L")
+    pixels = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype="uint8")
+    return pixels.reshape(height, width, channels)
+
+
 def image_files(folder):
     """Every image file under `folder`, sorted."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    from keras_dml.data.images import IMAGE_EXTENSIONS
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise ValueError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {folder}.")
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}.")
     return files
 
 
@@ -89,8 +99,16 @@ def main(argv=None):
         raise SystemExit(f"-k must be at least 1; got {args.k}.")
     from keras_dml.index import Index
 
+    from keras_dml.data.images import find_corrupt
+
     embedder = OnnxEmbedder(args.model, pixel_scale=args.pixel_scale)
     gallery_files = image_files(args.gallery)
+    corrupt = find_corrupt(gallery_files)
+    for path, reason in corrupt.items():
+        print(f"Skipped corrupt image file {path}: {reason}", file=sys.stderr)
+    gallery_files = [p for p in gallery_files if str(p) not in corrupt]
+    if not gallery_files:
+        raise SystemExit(f"No readable images under {args.gallery}.")
     gallery = embedder.embed(gallery_files, args.batch_size)
     index = Index(distance="euclidean")
     index.add(gallery)  # ids are gallery positions
@@ -99,7 +117,11 @@ def main(argv=None):
         missing = [str(q) for q in query_files if not q.is_file()]
         if missing:
             raise SystemExit(f"Query images not found: {missing}.")
-        indices, distances = index.search(embedder.embed(query_files, args.batch_size), min(args.k, len(index)))
+        try:
+            queries = embedder.embed(query_files, args.batch_size)
+        except ValueError as error:  # names the file that does not decode
+            raise SystemExit(str(error)) from None
+        indices, distances = index.search(queries, min(args.k, len(index)))
     else:  # every gallery image queries the others: one neighbour more, then drop the query itself
         query_files = gallery_files
         k = min(args.k, len(index) - 1)

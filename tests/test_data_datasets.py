@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_dml.data import load_dataset, load_digits, load_image_folder
-from keras_dml.data.datasets import TFDS_DATASETS
+from keras_dml.data import (DATASETS, augment, folder_classes, get_dataset, load_dataset, load_digits,
+                            load_image_folder, split_classes)
+from keras_dml.data.tfds_datasets import TFDS_DATASETS
 
 
 def as_lists(dataset):
@@ -248,3 +249,94 @@ def test_bad_folders(tmp_path):
         load_image_folder(tmp_path / "ok", "test")
     with pytest.raises(ValueError, match="test_fraction"):
         load_image_folder(tmp_path / "ok", test_fraction=0.1)
+
+
+# --- the dataset descriptions -----------------------------------------------------------
+
+
+def test_one_description_per_dataset():
+    assert DATASETS == ("digits", "glyphs", "cars196", "cub200", "sop")
+    for name in DATASETS:
+        info = get_dataset(name)
+        assert info.name == name and info.splits == ("train", "val", "test")
+        assert info.input_kind in ("encoded image", "pixels")
+    digits, cars = get_dataset("digits"), get_dataset("cars196")
+    assert (digits.input_kind, digits.input_scale, digits.input_shape(8)) == ("pixels", 1 / 255, (8, 8, 1))
+    assert (cars.input_kind, cars.input_scale, cars.input_shape(96)) == ("encoded image", 1.0, (96, 96, 3))
+    assert digits.train_transform(8) is None and cars.train_transform(96) is not None
+    with pytest.raises(ValueError, match="image_size=16"):
+        digits.input_shape(16)
+    with pytest.raises(ValueError, match="data_dir: not an option of dataset 'digits'"):
+        digits.load("train", data_dir="/tmp")
+
+
+def test_eval_resize_keeps_the_224_to_256_ratio_at_every_size():
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, size=(50, 70, 3)).astype("uint8"))
+    for size, resize in ((224, 256), (96, 110), (32, 37)):
+        np.testing.assert_array_equal(augment.eval_transform(size)(image).numpy(),
+                                      augment.eval_transform(size, resize_size=resize)(image).numpy())
+
+
+def test_eval_batches_are_the_eval_transform_of_the_split(tmp_path):
+    write_folder(tmp_path, classes=("ant", "bee", "cat", "dog"), per_class=2)
+    info = get_dataset(str(tmp_path))
+    got = [x.numpy() for x, _ in info.eval_batches("test", 16, 3, test_fraction=0.5, seed=0)]
+    test, _ = load_dataset(str(tmp_path), "test", test_fraction=0.5, seed=0)
+    expected = [x.numpy() for x, _ in augment.map_images(test, augment.eval_transform(16, resize_size=18), 3)]
+    assert [x.shape for x in got] == [(3, 16, 16, 3), (1, 16, 16, 3)]
+    np.testing.assert_array_equal(np.concatenate(got), np.concatenate(expected))
+    digits = get_dataset("digits").eval_batches("test", 8, 1000)
+    np.testing.assert_array_equal(next(iter(digits))[0].numpy(), load_digits("test")[0][:1000])
+
+
+def test_val_classes_are_carved_from_the_training_classes():
+    digits = get_dataset("digits")
+    splits = digits.class_splits(val_fraction=0.4, val_seed=3)
+    assert sorted(splits["train"] + splits["val"]) == ["0", "1", "2", "3", "4"] and len(splits["val"]) == 2
+    assert splits["test"] == ["5", "6", "7", "8", "9"]
+    images, labels = load_digits("train")
+    for split in ("train", "val"):
+        dataset, num_classes = digits.load(split, val_fraction=0.4, val_seed=3)
+        got_images, got_labels = map(np.stack, zip(*dataset.as_numpy_iterator()))
+        assert num_classes == len(splits[split]) and sorted(set(got_labels)) == list(range(num_classes))
+        originals = [int(name) for name in splits[split]]
+        keep = np.isin(labels, originals)
+        np.testing.assert_array_equal(got_images, images[keep])  # the same images, in order
+        np.testing.assert_array_equal(np.asarray(originals)[got_labels], labels[keep])  # label i is names[i]
+    with pytest.raises(ValueError, match="val_fraction > 0"):
+        digits.load("val")
+    with pytest.raises(ValueError, match="val_fraction"):
+        digits.load("val", val_fraction=0.1)  # 0 of 5 classes
+
+
+def test_split_classes():
+    kept, held = split_classes(10, 0.3, seed=1)
+    assert len(held) == 3 and sorted(kept + held) == list(range(10)) and kept == sorted(kept)
+    assert split_classes(10, 0.3, seed=1) == (kept, held) and split_classes(10, 0.3, seed=2) != (kept, held)
+    assert split_classes(["c", "a", "b"], 0.0) == (["c", "a", "b"], [])
+    for fraction in (1.0, -0.1, 0.01):
+        with pytest.raises(ValueError, match="val_fraction"):
+            split_classes(10, fraction, name="val_fraction")
+
+
+# --- image folders: paths, class record, validation classes ------------------------------
+
+
+def test_folder_paths_and_class_record(tmp_path):
+    written = write_folder(tmp_path, classes=[f"class{c}" for c in range(8)], per_class=2)
+    info = get_dataset(str(tmp_path))
+    record = info.class_splits(test_fraction=0.25, seed=4, val_fraction=0.5, val_seed=0)
+    assert len(record["test"]) == 2 and len(record["val"]) == 3 and len(record["train"]) == 3
+    assert sorted(sum(record.values(), [])) == [f"class{c}" for c in range(8)]
+    assert record == info.class_splits(test_fraction=0.25, seed=4, val_fraction=0.5, val_seed=0)
+    assert folder_classes(tmp_path, 0.25, seed=4)["test"] == record["test"]
+    for split in ("train", "val", "test"):
+        dataset, num_classes, paths = info.load(split, test_fraction=0.25, seed=4, val_fraction=0.5,
+                                                return_paths=True)
+        pairs = list(dataset.as_numpy_iterator())
+        assert num_classes == len(record[split]) and len(paths) == len(pairs) == 2 * num_classes
+        for (image, label), path in zip(pairs, paths):
+            assert image == open(path, "rb").read()  # paths[i] is the file of element i
+            assert written[path][0] == record[split][label]  # and label i is class record[split][i]
+    with pytest.raises(ValueError, match="return_paths applies to image folders only"):
+        load_dataset("digits", return_paths=True)

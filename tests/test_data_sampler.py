@@ -146,3 +146,53 @@ def test_each_replica_gets_whole_classes():
         assert len(part) == 6 and part[:3] == [part[0]] * 3 and part[3:] == [part[3]] * 3
     for first, second in zip(parts[::2], parts[1::2]):
         assert len({first[0], first[3], second[0], second[3]}) == 4
+
+
+def test_arrays_give_the_same_batches_as_their_dataset():
+    images = np.random.default_rng(0).normal(size=(len(LABELS), 3)).astype("float32")
+    from_arrays = class_balanced((images, LABELS), 3, 2, seed=5, num_batches=4)
+    from_dataset = class_balanced(tf.data.Dataset.from_tensor_slices((images, LABELS)), 3, 2, seed=5, num_batches=4)
+    for (a_images, a_labels), (b_images, b_labels) in zip(from_arrays, from_dataset, strict=True):
+        np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
+        np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
+
+
+def test_bad_arrays():
+    with pytest.raises(ValueError, match="differ in length"):
+        class_balanced((np.zeros((3, 2)), np.arange(4)), 2, 2)
+    with pytest.raises(ValueError, match="integer scalars"):
+        class_balanced((np.zeros((4, 2)), np.zeros(4)), 2, 2)
+    with pytest.raises(ValueError, match="pair"):
+        class_balanced((np.zeros(4), np.arange(4), np.arange(4)), 2, 2)
+    with pytest.raises(ValueError, match="empty"):
+        class_balanced((np.zeros((0, 2)), np.zeros(0, "int32")), 2, 2)
+
+
+def test_fit_on_arrays_under_jax():
+    """model.fit takes class_balanced((x, y), ...) under the JAX backend, the same stream as under TF."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import keras
+        from keras_dml.data import class_balanced
+        from keras_dml.losses import TripletLoss
+        x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+        y = np.arange(40) % 5
+        batches = class_balanced((x, y), 4, 3, seed=0, num_batches=4)
+        print(" ".join(str(int(v)) for v in next(iter(batches))[1]))
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.UnitNormalization()])
+        model.compile(optimizer="adam", loss=TripletLoss())
+        history = model.fit(batches, epochs=2, steps_per_epoch=2, verbose=0)
+        print(keras.backend.backend(), np.isfinite(history.history["loss"]).all())
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first_labels, backend_line = result.stdout.strip().splitlines()[-2:]
+    assert backend_line == "jax True"
+    x, y = np.random.default_rng(0).normal(size=(40, 6)).astype("float32"), np.arange(40) % 5
+    expected = next(iter(class_balanced((x, y), 4, 3, seed=0, num_batches=1)))[1].numpy()
+    assert first_labels.split() == [str(v) for v in expected]

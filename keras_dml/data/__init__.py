@@ -1,7 +1,25 @@
-"""Datasets for metric learning: class-split loaders, P x K sampling, augmentation."""
-from keras_dml.data import augment
-from keras_dml.data.datasets import DATASETS, load_dataset, load_image_folder
+"""Datasets for metric learning: one description per dataset, class splits, image files, P x K sampling, augmentation."""
+from keras_dml.data import augment, images
+from keras_dml.data.datasets import DATASETS, DatasetInfo, get_dataset, load_dataset
 from keras_dml.data.digits import load_digits
+from keras_dml.data.folders import folder_classes, list_image_folder, load_image_folder
+from keras_dml.data.images import decode_image, read_image
 from keras_dml.data.sampler import class_balanced
+from keras_dml.data.splits import split_classes
 
-__all__ = ["DATASETS", "augment", "class_balanced", "load_dataset", "load_digits", "load_image_folder"]
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "augment",
+    "class_balanced",
+    "decode_image",
+    "folder_classes",
+    "get_dataset",
+    "images",
+    "list_image_folder",
+    "load_dataset",
+    "load_digits",
+    "load_image_folder",
+    "read_image",
+    "split_classes",
+]

@@ -3,13 +3,14 @@
 - train: random resized crop (a window of `scale` = (0.16, 1) of the image's area and
   aspect ratio in `ratio` = (3/4, 4/3), resized to `image_size` = 224), then a random
   horizontal flip;
-- eval: resize the shorter side to `resize_size` = 256 (aspect kept), centre crop
-  `image_size` = 224.
+- eval: resize the shorter side to `resize_size` (aspect kept; by default
+  `image_size * 256 / 224`, i.e. 256 for 224), centre crop `image_size`.
 
 Each transform takes one image: encoded bytes (a `tf.string` scalar, as `load_dataset`
-gives) or pixels `(H, W, C)`. Encoded images decode to 3 channels (grey images are
-repeated). (Decoding only the crop window with `tf.io.decode_and_crop_jpeg` saved
-nothing measurable on 500 x 375 JPEGs, so images are decoded whole: one code path.)
+gives) or pixels `(H, W, C)`. Encoded images are decoded by `images.decode_image` (3
+channels; grey images are repeated), the decoder serving uses too. (Decoding only
+the crop window with `tf.io.decode_and_crop_jpeg` saved nothing measurable on 500 x 375
+JPEGs, so images are decoded whole: one code path.)
 Results are float32 `(image_size, image_size, C)` on the input's pixel scale:
 `[0, 255]` for encoded or uint8 images, which is what `keras.applications`'
 `preprocess_input` functions expect.
@@ -31,6 +32,7 @@ TensorShape([8, 16, 16, 1])
 import tensorflow as tf
 
 from keras_dml import checks
+from keras_dml.data.images import decode_image
 
 
 def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), flip=True):
@@ -47,7 +49,7 @@ def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), fli
 
     def transform(image, seed):
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        pixels = decode(image)
+        pixels = decode_image(image)
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             tf.shape(pixels),
             bounding_boxes=tf.zeros([1, 0, 4]),
@@ -66,13 +68,17 @@ def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), fli
     return transform
 
 
-def eval_transform(image_size=224, resize_size=256):
-    """`transform(image)`: shorter side resized to `resize_size`, centre crop `image_size`."""
-    checks.positive_int(image_size, "image_size")
+def eval_transform(image_size=224, resize_size=None):
+    """`transform(image)`: shorter side resized to `resize_size`, centre crop `image_size`.
+
+    `resize_size=None` keeps the standard ratio 256 / 224: `round(image_size * 256 / 224)`.
+    """
+    image_size = checks.positive_int(image_size, "image_size")
+    resize_size = round(image_size * 256 / 224) if resize_size is None else resize_size
     checks.positive_int(resize_size, "resize_size")
 
     def transform(image):
-        pixels = decode(image)
+        pixels = decode_image(image)
         height, width = tf.unstack(tf.cast(tf.shape(pixels)[:2], "float32"))
         factor = resize_size / tf.minimum(height, width)
         new_size = tf.cast(tf.round(tf.stack([height, width]) * factor), "int32")
@@ -80,15 +86,6 @@ def eval_transform(image_size=224, resize_size=256):
         return tf.cast(tf.image.resize_with_crop_or_pad(pixels, image_size, image_size), "float32")
 
     return transform
-
-
-def decode(image):
-    """Pixels `(H, W, C)` of `image`: encoded bytes decode to uint8 RGB, pixels pass through."""
-    if image.dtype != tf.string:
-        return image
-    pixels = tf.io.decode_image(image, channels=3, expand_animations=False)
-    pixels.set_shape([None, None, 3])
-    return pixels
 
 
 def map_images(dataset, transform, batch_size=None):

@@ -1,245 +1,310 @@
-"""`load_dataset`: the standard metric-learning benchmarks and image folders, split by class.
+"""The dataset descriptions: one `DatasetInfo` per dataset, which everything else reads.
 
-Deep metric learning is evaluated zero-shot: the test classes are never seen in training
-(METHODS.md section 6). Every split here is a split by class, and labels are re-indexed
-from 0 within the split, so a split with `num_classes` classes has labels
-`0 .. num_classes - 1`.
+A description says where a dataset comes from, its class splits, what its items are
+(`input_kind`: encoded images or pixel arrays), the input shape and transforms at an
+image size, and the scale from uint8 pixels to the embedder's input. Training, its
+evaluation callback, `keras-dml evaluate` and export all ask it, so they cannot
+disagree: `eval_batches` is the one evaluation input path.
 
-| name        | source                                   | train classes  | test classes       |
-|-------------|------------------------------------------|----------------|--------------------|
-| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4            | 5-9                |
-| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98           | 99-196             |
-| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100          | 101-200            |
-| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`   | `Ebay_test`        |
-| a folder    | `root/<class name>/<image files>`        | all, or a seeded class-disjoint split by `test_fraction` |
+Deep metric learning is evaluated zero-shot: test classes are never seen in training
+(METHODS.md section 6). Every split is a split by class, labels re-indexed from 0.
 
-Images come out as they are stored: encoded JPEG/PNG bytes (a `tf.string` scalar) for
-the TFDS datasets and folders, float32 `(8, 8, 1)` pixels in `[0, 1]` for digits. The
-transforms in `keras_dml.data.augment` decode them (decoding only the crop they need),
-and `keras_dml.data.class_balanced` keeps the small encoded form in memory.
+| name        | source                                   | `"train"`       | `"test"`           |
+|-------------|------------------------------------------|-----------------|--------------------|
+| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4             | 5-9                |
+| `"glyphs"`  | rendered characters (`data.glyphs`)      | its train split | its test split     |
+| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98            | 99-196             |
+| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100           | 101-200            |
+| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`    | `Ebay_test`        |
+| a folder    | `root/<class name>/<image files>`        | all, or `1 - test_fraction` of the classes | `test_fraction` |
+
+`"val"` is `val_fraction` of the training classes (`split_classes` with `val_seed`),
+and `"train"` with `val_fraction > 0` is the rest: hyperparameters are chosen on
+`"val"`, never on `"test"`.
 
 Example:
 
->>> from keras_dml.data import load_dataset
->>> train, num_classes = load_dataset("digits", "train")
->>> num_classes
-5
+>>> from keras_dml.data import get_dataset
+>>> digits = get_dataset("digits")
+>>> train, num_classes = digits.load("train")
+>>> num_classes, digits.input_shape(8), digits.input_scale
+(5, (8, 8, 1), 0.00392156862745098)
+>>> val, _ = digits.load("val", val_fraction=0.4)  # 2 of the 5 training classes
+>>> test_batches = digits.eval_batches("test", image_size=8, batch_size=256)
 """
 import dataclasses
 import os
-import pathlib
-import warnings
+from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 
-from keras_dml.data.digits import load_digits
+from keras_dml import checks
+from keras_dml.data import augment
+from keras_dml.data.splits import select_classes, split_classes
 
-SPLITS = ("train", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# The first bytes of each format TensorFlow decodes: a file that does not start with one
-# of them is not an image whatever its name says.
-IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+SPLITS = ("train", "val", "test")
+INPUT_KINDS = ("encoded image", "pixels")
 
 
 @dataclasses.dataclass(frozen=True)
-class TFDSDataset:
-    """A TFDS builder and, per split, the TFDS split read and its class range.
+class Loaded:
+    """One base split as a loader gives it: `dataset` of `(item, label)`, label `i` is `class_names[i]`."""
 
-    `classes[split] = (tfds_split, first, end)`: TFDS labels `first <= label < end` form
-    the split, relabelled `label - first`.
+    dataset: tf.data.Dataset
+    class_names: list
+    files: object = None  # a folders.FolderSplit: the file and label of each element
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about one dataset, and the one way to load and evaluate it.
+
+    Attributes:
+        name: the registered name, or the folder path.
+        source: where the data comes from, in words.
+        input_kind: `"encoded image"` (JPEG/PNG bytes, decoded by the transforms) or
+            `"pixels"` (float32 arrays the embedder takes as they are).
+        input_scale: the factor from uint8 pixels `0..255` to the embedder's input:
+            `1.0` for decoded images (what `keras.applications` backbones take), `1/255`
+            for pixel datasets in `[0, 1]`. Export's `pixel_scale`.
+        options: the loading options this dataset takes besides `image_size`,
+            `val_fraction`, `val_seed` (e.g. `data_dir` for TFDS, `test_fraction` for a folder).
+        fixed_size: the one image size of a pixel dataset that has one (digits: 8).
+        channels: channels of the embedder's input.
+        splits: `("train", "val", "test")`.
     """
 
-    builder: str
-    label_key: str
-    classes: dict
+    name: str
     source: str
+    input_kind: str
+    input_scale: float
+    options: tuple
+    loader: Callable = dataclasses.field(repr=False)  # (split, image_size, **options) -> Loaded
+    class_names_of: Callable = dataclasses.field(default=None, repr=False)  # (split, **options) -> names
+    fixed_size: int = None
+    channels: int = 3
+    splits: tuple = SPLITS
+
+    def load(self, split="train", *, image_size=None, val_fraction=0.0, val_seed=0, return_paths=False,
+             **options):
+        """`(dataset, num_classes)`: a `tf.data.Dataset` of `(item, label)` for one class split.
+
+        Args:
+            split: `"train"`, `"val"` or `"test"`.
+            image_size: the size of a pixel dataset rendered at a chosen size (glyphs);
+                encoded images are sized by the transforms, so it does not apply to them.
+            val_fraction: the fraction of the training classes held out as `"val"`
+                (drawn with `val_seed`); `"train"` is then the other training classes.
+            return_paths: for image folders, also return `paths[i]`, the file of the
+                `i`-th element: `(dataset, num_classes, paths)`.
+            **options: this dataset's `options`; an option set to None is left out.
+
+        Labels are int32, re-indexed from 0 within the split.
+        """
+        loaded = self._load(split, image_size, val_fraction, val_seed, options)
+        if return_paths:
+            if loaded.files is None:
+                raise ValueError(f"return_paths applies to image folders only; {self.name!r} is not one.")
+            return loaded.dataset, len(loaded.class_names), loaded.files.paths
+        return loaded.dataset, len(loaded.class_names)
+
+    def class_splits(self, *, val_fraction=0.0, val_seed=0, **options):
+        """`{"train": names, "val": names, "test": names}`: the classes of each split (label i is names[i]).
+
+        What a run records to say which classes it trained, tuned and tested on. For
+        folders the names are the class folders; for TFDS datasets their TFDS label ids.
+        """
+        options = self._options(options, drop={"image_size"})
+        base = {split: self._class_names(split, options) for split in ("train", "test")}
+        train, val = split_classes(base["train"], val_fraction, val_seed, name="val_fraction")
+        return {"train": train, "val": val, "test": base["test"]}
+
+    def input_shape(self, image_size):
+        """The embedder's input shape at `image_size`: `(size, size, channels)`."""
+        return (self._size(image_size),) * 2 + (self.channels,)
+
+    def train_transform(self, image_size):
+        """The per-item `transform(item, seed)` for `class_balanced`, or None (pixels are used as they are)."""
+        if self.input_kind == "pixels":
+            self._size(image_size)
+            return None
+        return augment.train_transform(image_size)
+
+    def eval_transform(self, image_size):
+        """The per-item `transform(item)` of evaluation, or None (pixels are used as they are)."""
+        if self.input_kind == "pixels":
+            self._size(image_size)
+            return None
+        return augment.eval_transform(image_size)
+
+    def eval_batches(self, split, image_size, batch_size, **options):
+        """Batches of `(input, label)` of `split` as the embedder takes them: the one evaluation input path.
+
+        Training's `RetrievalEvaluation` and `keras-dml evaluate` both use it. `options`
+        are `load`'s (`val_fraction`, `data_dir`, ...).
+        """
+        batch_size = checks.positive_int(batch_size, "batch_size")
+        dataset, _ = self.load(split, image_size=image_size if self.input_kind == "pixels" else None, **options)
+        transform = self.eval_transform(image_size)
+        if transform is None:
+            return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return augment.map_images(dataset, transform, batch_size=batch_size)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _load(self, split, image_size, val_fraction, val_seed, options):
+        checks.one_of(split, "split", self.splits)
+        options = self._options(options)
+        if self.input_kind == "pixels":
+            options["image_size"] = self._size(image_size)
+        if split == "val" and not val_fraction:
+            raise ValueError("split='val' needs val_fraction > 0: the fraction of the training classes "
+                             "held out for validation, e.g. val_fraction=0.2.")
+        loaded = self.loader("test" if split == "test" else "train", **options)
+        if split == "test" or not val_fraction:
+            return loaded
+        train, val = split_classes(range(len(loaded.class_names)), val_fraction, val_seed, name="val_fraction")
+        chosen = val if split == "val" else train
+        class_names = [loaded.class_names[c] for c in chosen]
+        if loaded.files is not None:  # select the files before any is read
+            from keras_dml.data import folders
+
+            files = folders.select_files(loaded.files, chosen)
+            return Loaded(dataset=folders.read_files(files), class_names=class_names, files=files)
+        return Loaded(dataset=select_classes(loaded.dataset, chosen, len(loaded.class_names)),
+                      class_names=class_names)
+
+    def _class_names(self, split, options):
+        if self.class_names_of is not None:
+            return self.class_names_of(split, **options)
+        if self.input_kind == "pixels":
+            options = {**options, "image_size": self._size(None)}
+        return self.loader(split, **options).class_names
+
+    def _options(self, options, drop=()):
+        options = {k: v for k, v in options.items() if v is not None and k not in drop}
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an option of dataset {self.name!r}; "
+                             f"its options are {list(self.options) or 'none'}.")
+        return options
+
+    def _size(self, image_size):
+        if self.fixed_size is not None:
+            if image_size not in (None, self.fixed_size):
+                raise ValueError(f"image_size={image_size}: dataset {self.name!r} is {self.fixed_size} x "
+                                 f"{self.fixed_size} pixels only.")
+            return self.fixed_size
+        if image_size is None:
+            raise ValueError(f"image_size is needed for dataset {self.name!r}.")
+        return checks.positive_int(image_size, "image_size")
 
 
-TFDS_DATASETS = {
-    "cars196": TFDSDataset(
-        builder="cars196",
-        label_key="label",
-        classes={"train": ("train+test", 0, 98), "test": ("train+test", 98, 196)},
-        source=(
-            "the original Stanford Cars archives; their Stanford addresses now answer "
-            "404, so find a byte-identical copy (TFDS checks its SHA-256)"
-        ),
+# --- the registered datasets ----------------------------------------------------------------
+
+
+def _arrays(images, labels):
+    return Loaded(dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
+                  class_names=[str(c) for c in range(int(labels.max()) + 1)])
+
+
+def _load_digits(split, image_size):
+    from keras_dml.data.digits import CLASSES, load_digits
+
+    images, labels = load_digits(split)
+    loaded = _arrays(images, labels)
+    return dataclasses.replace(loaded, class_names=[str(c) for c in CLASSES[split]])
+
+
+def _load_glyphs(split, image_size, **options):
+    from keras_dml.data.glyphs import load_glyphs  # another module's, imported when used
+
+    return _arrays(*load_glyphs(split, image_size=image_size, **options))
+
+
+def _load_tfds(name):
+    def load(split, **options):
+        from keras_dml.data.tfds_datasets import load_tfds
+
+        dataset, num_classes = load_tfds(name, split, **options)
+        return Loaded(dataset=dataset, class_names=_tfds_class_names(name, split))
+
+    return load
+
+
+def _tfds_class_names(name, split, **options):
+    from keras_dml.data.tfds_datasets import TFDS_DATASETS
+
+    _, first, end = TFDS_DATASETS[name].classes[split]
+    return [str(label) for label in range(first, end)]
+
+
+def _tfds_info(name, source):
+    return DatasetInfo(name=name, source=source, input_kind="encoded image", input_scale=1.0,
+                       options=("data_dir", "manual_dir", "download"), loader=_load_tfds(name),
+                       class_names_of=lambda split, **options: _tfds_class_names(name, split))
+
+
+DATASET_INFOS = {
+    "digits": DatasetInfo(
+        name="digits", source="scikit-learn's bundled 8x8 digits (nothing to download); classes 0-4 / 5-9",
+        input_kind="pixels", input_scale=1 / 255, options=(), loader=_load_digits, fixed_size=8, channels=1,
     ),
-    "cub200": TFDSDataset(
-        builder="caltech_birds2011",
-        label_key="label",
-        classes={"train": ("train+test", 0, 100), "test": ("train+test", 100, 200)},
-        source="CaltechDATA (https://data.caltech.edu/records/65de6-vp158), the CUB-200-2011 record",
+    "glyphs": DatasetInfo(
+        name="glyphs", source="characters rendered from fonts (keras_dml.data.glyphs.load_glyphs)",
+        input_kind="pixels", input_scale=1 / 255, options=("by", "fonts", "renders", "seed"),
+        loader=_load_glyphs, channels=1,
     ),
-    "sop": TFDSDataset(
-        builder="stanford_online_products",
-        label_key="class_id",
-        classes={"train": ("train", 0, 11318), "test": ("test", 11318, 22634)},
-        source=(
-            "the Stanford Online Products page (https://cvgl.stanford.edu/projects/lifted_struct/); "
-            "TFDS's own address is an old FTP one"
-        ),
-    ),
+    "cars196": _tfds_info("cars196", "TFDS cars196, its train + test images; classes 1-98 / 99-196"),
+    "cub200": _tfds_info("cub200", "TFDS caltech_birds2011, its train + test images; classes 1-100 / 101-200"),
+    "sop": _tfds_info("sop", "TFDS stanford_online_products; Ebay_train / Ebay_test classes"),
 }
-DATASETS = ("digits",) + tuple(TFDS_DATASETS)
+DATASETS = tuple(DATASET_INFOS)
 
 
-def load_dataset(
-    name,
-    split="train",
-    *,
-    data_dir=None,
-    manual_dir=None,
-    download=False,
-    test_fraction=0.0,
-    seed=0,
-    on_corrupt="warn",
-):
-    """`(dataset, num_classes)`: a `tf.data.Dataset` of `(image, label)` for one class split.
+def folder_info(path):
+    """The `DatasetInfo` of an image folder `path/<class name>/<image files>`."""
+    from keras_dml.data import folders
 
-    Args:
-        name: `"digits"`, `"cars196"`, `"cub200"`, `"sop"`, or the path of an image folder
-            (see `load_image_folder`, which takes `test_fraction`, `seed`, `on_corrupt`).
-        split: `"train"` or `"test"`.
-        data_dir: TFDS data directory holding prepared datasets (TFDS's default if None).
-        manual_dir: folder holding the original archives; a dataset not yet prepared in
-            `data_dir` is prepared from them once (TFDS verifies their checksums).
-        download: let TFDS fetch missing archives from its addresses instead of raising.
+    def load(split, **options):
+        files = folders.list_image_folder(path, split, **options)
+        return Loaded(dataset=folders.read_files(files), class_names=files.class_names, files=files)
 
-    The label is int32, re-indexed from 0 within the split.
-    """
-    _check_split(split)
-    if name in DATASETS and test_fraction:
-        raise ValueError(f"test_fraction applies to image folders only; {name!r} has a fixed class split.")
-    if name == "digits":
-        images, labels = load_digits(split)
-        return tf.data.Dataset.from_tensor_slices((images, labels)), int(labels.max()) + 1
-    if name in TFDS_DATASETS:
-        return _load_tfds(name, split, data_dir, manual_dir, download)
-    if _looks_like_path(name):
-        return load_image_folder(name, split, test_fraction=test_fraction, seed=seed, on_corrupt=on_corrupt)
+    def class_names_of(split, test_fraction=0.0, seed=0, on_corrupt=None):
+        return folders.folder_classes(path, test_fraction, seed)[split]
+
+    return DatasetInfo(name=os.fspath(path), source=f"the image folder {os.fspath(path)}",
+                       input_kind="encoded image", input_scale=1.0,
+                       options=("test_fraction", "seed", "on_corrupt"), loader=load,
+                       class_names_of=class_names_of)
+
+
+def get_dataset(name):
+    """The `DatasetInfo` of a registered dataset (`DATASETS`) or of an image folder path."""
+    if isinstance(name, str) and name in DATASET_INFOS:
+        return DATASET_INFOS[name]
+    if isinstance(name, (str, os.PathLike)) and _looks_like_path(name):
+        return folder_info(name)
     raise ValueError(
         f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}, "
         "or the path of a folder with one sub-folder of images per class."
     )
 
 
-def _check_split(split):
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got split={split!r}.")
+def load_dataset(name, split="train", **options):
+    """`(dataset, num_classes)` of one class split: `get_dataset(name).load(split, **options)`.
+
+    Args:
+        name: `"digits"`, `"glyphs"`, `"cars196"`, `"cub200"`, `"sop"`, or the path of an
+            image folder.
+        split: `"train"`, `"val"` (with `val_fraction`) or `"test"`.
+        **options: `DatasetInfo.load`'s: `data_dir`, `manual_dir`, `download` (TFDS);
+            `test_fraction`, `seed`, `on_corrupt`, `return_paths` (folders);
+            `val_fraction`, `val_seed`, `image_size` (all).
+    """
+    return get_dataset(name).load(split, **options)
 
 
 def _looks_like_path(name):
     name = os.fspath(name)
     return os.path.exists(name) or os.sep in name or "/" in name
-
-
-def _load_tfds(name, split, data_dir, manual_dir, download):
-    import tensorflow_datasets as tfds
-
-    spec = TFDS_DATASETS[name]
-    builder = tfds.builder(spec.builder, data_dir=data_dir)
-    if not builder.is_prepared():
-        _prepare(name, spec, builder, manual_dir, download)
-    tfds_split, first, end = spec.classes[split]
-    # Keep the image encoded (no decode of unused pixels, masks or boxes).
-    decoders = tfds.decode.PartialDecoding(
-        {"image": True, spec.label_key: True}, decoders={"image": tfds.decode.SkipDecoding()}
-    )
-    examples = builder.as_dataset(split=tfds_split, decoders=decoders, shuffle_files=False)
-    dataset = examples.map(lambda ex: (ex["image"], tf.cast(ex[spec.label_key], "int32")))
-    dataset = dataset.filter(lambda image, label: (label >= first) & (label < end))
-    return dataset.map(lambda image, label: (image, label - first)), end - first
-
-
-def _prepare(name, spec, builder, manual_dir, download):
-    """Builds the TFDS dataset from the archives in `manual_dir`, or says how to get them."""
-    import tensorflow_datasets as tfds
-
-    archives = {info.filename: info for info in builder.url_infos.values()}
-    missing = [
-        filename
-        for filename in sorted(archives)
-        if manual_dir is None or not (pathlib.Path(manual_dir) / filename).exists()
-    ]
-    if missing and not download:
-        wanted = "\n".join(
-            f"  {filename}  ({int(archives[filename].size):,} bytes, sha256 {archives[filename].checksum})"
-            for filename in missing
-        )
-        searched = "no manual_dir given" if manual_dir is None else f"manual_dir={manual_dir}"
-        raise FileNotFoundError(
-            f"Dataset {name!r} (TFDS builder {spec.builder!r}) is not prepared in {builder.data_dir}, "
-            f"and its original archives were not found ({searched}). Missing:\n{wanted}\n"
-            f"Obtain them from {spec.source}, put them in one folder and call "
-            f"load_dataset({name!r}, manual_dir='/path/to/that/folder'); TFDS verifies the "
-            "checksums and prepares the dataset once into data_dir. Or pass download=True to let "
-            "TFDS try its original addresses. See docs/data.md."
-        )
-    config = tfds.download.DownloadConfig(manual_dir=None if manual_dir is None else os.fspath(manual_dir))
-    builder.download_and_prepare(download_config=config)
-
-
-def load_image_folder(path, split="train", *, test_fraction=0.0, seed=0, on_corrupt="warn"):
-    """`(dataset, num_classes)` from `path/<class name>/<image files>`.
-
-    Classes are the sub-folders, sorted by name; their images are the files with an
-    image extension anywhere below them. With `test_fraction > 0`, that fraction of the
-    classes (chosen by `seed`) is the `"test"` split and the rest is `"train"`; with
-    `test_fraction=0` every class is `"train"`. Labels follow the sorted class names
-    within the split, from 0. Images are the encoded file bytes.
-
-    A file that is empty or does not start like a JPEG, PNG, GIF or BMP is corrupt:
-    `on_corrupt="warn"` skips it with a warning naming it, `"raise"` raises. (Damage
-    further into a file shows only when it is decoded.)
-    """
-    if on_corrupt not in ("warn", "raise"):
-        raise ValueError(f"on_corrupt must be 'warn' or 'raise'; got on_corrupt={on_corrupt!r}.")
-    _check_split(split)
-    root = pathlib.Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Image folder {root} does not exist or is not a folder.")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
-        raise ValueError(
-            f"Image folder {root} has no class sub-folders; expected {root}/<class name>/<images>."
-        )
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1); got test_fraction={test_fraction}.")
-    num_test = int(round(test_fraction * len(class_dirs)))
-    if test_fraction > 0 and not 0 < num_test < len(class_dirs):
-        raise ValueError(
-            f"test_fraction={test_fraction} of {len(class_dirs)} classes leaves no class for one "
-            "split; use more classes or another fraction."
-        )
-    if split == "test" and num_test == 0:
-        raise ValueError("split='test' of an image folder needs test_fraction > 0.")
-    held_out = set(np.random.default_rng(seed).permutation(len(class_dirs))[:num_test].tolist())
-    chosen = [d for i, d in enumerate(class_dirs) if (i in held_out) == (split == "test")]
-
-    paths, labels = [], []
-    for label, class_dir in enumerate(chosen):
-        files = sorted(f for f in class_dir.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        readable = [f for f in files if _is_image_file(f, on_corrupt)]
-        if not readable:
-            raise ValueError(f"Class folder {class_dir} has no readable images ({', '.join(IMAGE_EXTENSIONS)}).")
-        paths += [os.fspath(f) for f in readable]
-        labels += [label] * len(readable)
-    dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, "int32")))
-    dataset = dataset.map(
-        lambda file, label: (tf.io.read_file(file), label), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    return dataset, len(chosen)
-
-
-def _is_image_file(file, on_corrupt):
-    with open(file, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(IMAGE_SIGNATURES):
-        return True
-    message = f"Corrupt image file {file}: it is empty or not a JPEG, PNG, GIF or BMP."
-    if on_corrupt == "raise":
-        raise ValueError(message + " Pass on_corrupt='warn' to skip such files.")
-    warnings.warn(message + " Skipped.", stacklevel=2)
-    return False

@@ -12,7 +12,7 @@ Example:
 """
 import numpy as np
 
-SPLITS = {"train": range(0, 5), "test": range(5, 10)}
+CLASSES = {"train": range(0, 5), "test": range(5, 10)}  # the digits of each split
 
 
 def load_digits(split="train"):
@@ -20,12 +20,12 @@ def load_digits(split="train"):
 
     images: float32 `(n, 8, 8, 1)` in `[0, 1]`; labels: int32 re-indexed from 0.
     """
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split={split!r} for 'digits'; expected one of {sorted(SPLITS)}.")
+    if split not in CLASSES:
+        raise ValueError(f"Unknown split={split!r} for 'digits'; expected one of {sorted(CLASSES)}.")
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
-    classes = SPLITS[split]
+    classes = CLASSES[split]
     keep = np.isin(bunch.target, list(classes))
     images = (bunch.images[keep] / 16.0).astype("float32")[..., None]
     labels = (bunch.target[keep] - classes.start).astype("int32")

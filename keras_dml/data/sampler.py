@@ -1,5 +1,8 @@
 """`class_balanced`: P x K batches, `P` classes with `K` samples each, as a `tf.data` pipeline.
 
+It samples from a `tf.data.Dataset` of `(item, label)` or from arrays `(images, labels)`;
+`model.fit` takes the result on every backend (Keras reads `tf.data` under JAX too).
+
 Metric losses need positives in every batch; sampling `P = classes_per_batch` classes
 and `K = samples_per_class` images of each guarantees `K - 1` positives per anchor.
 
@@ -16,8 +19,8 @@ How a batch is drawn (all inside `tf.data`, from stateless random ops keyed by
   `R` equal consecutive slices, as `tf.distribute` does with a global batch, each
   replica gets `P / R` whole classes when `R` divides `P`.
 
-The dataset's items are kept in memory, so they should be small: encoded images (what
-`load_dataset` gives), paths, or small arrays. Decoding and augmentation run per image,
+The items are kept in memory, so they should be small: encoded images (what
+`load_dataset` gives), paths, or arrays. Decoding and augmentation run per image,
 after sampling, in parallel (`transform`).
 
 Example:
@@ -28,6 +31,13 @@ Example:
 >>> images, labels = next(iter(batches))
 >>> images.shape, labels.shape
 (TensorShape([8, 8, 8, 1]), TensorShape([8]))
+
+From NumPy arrays, e.g. `load_digits`' (the same batches as from their dataset):
+
+>>> from keras_dml.data import load_digits
+>>> x, y = load_digits("train")
+>>> batches = class_balanced((x, y), classes_per_batch=4, samples_per_class=2, seed=0)
+>>> model.fit(batches, steps_per_epoch=100)  # doctest: +SKIP
 """
 import numpy as np
 import tensorflow as tf
@@ -51,7 +61,8 @@ def class_balanced(
     """A `tf.data.Dataset` of `(items, labels)` batches of exactly `P * K` elements.
 
     Args:
-        dataset: finite `tf.data.Dataset` of `(item, label)`, integer scalar labels.
+        dataset: finite `tf.data.Dataset` of `(item, label)`, integer scalar labels; or
+            a pair of arrays `(items, labels)`, `labels` integers of shape `(n,)`.
         classes_per_batch: `P`, distinct classes per batch (tensorflow-similarity's
             `classes_per_batch`).
         samples_per_class: `K >= 2`, samples of each class per batch (tensorflow-
@@ -142,7 +153,12 @@ def _stream(key, stream, counter):
 
 
 def _in_memory(dataset):
-    """All `(items, labels)` of a finite dataset as two tensors."""
+    """All `(items, labels)` of a finite dataset, or of a pair of arrays, as two tensors."""
+    if isinstance(dataset, (tuple, list)):
+        return _arrays_in_memory(dataset)
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f"dataset must be a tf.data.Dataset or a pair of arrays (items, labels); "
+                         f"got {type(dataset).__name__}.")
     spec = dataset.element_spec
     if not (isinstance(spec, tuple) and len(spec) == 2):
         raise ValueError(f"dataset must yield (item, label) pairs; its elements are {spec}.")
@@ -165,3 +181,15 @@ def _in_memory(dataset):
     return tf.concat(items, axis=0), tf.concat(labels, axis=0)
 
 
+def _arrays_in_memory(pair):
+    if len(pair) != 2:
+        raise ValueError(f"dataset given as arrays must be a pair (items, labels); got {len(pair)} arrays.")
+    items, labels = (np.asarray(array) for array in pair)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"dataset labels must be integer scalars, an array of shape (n,); got "
+                         f"{labels.dtype} of shape {labels.shape}.")
+    if len(items) != len(labels):
+        raise ValueError(f"dataset arrays differ in length: {len(items)} items, {len(labels)} labels.")
+    if not len(labels):
+        raise ValueError("dataset is empty.")
+    return tf.constant(items), tf.constant(labels)
