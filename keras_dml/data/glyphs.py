@@ -49,7 +49,7 @@ TASKS = ("character", "font")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
 CACHE_ENV = "KERAS_DML_CACHE"
-RENDER_VERSION = 1  # bump when rendering changes, so that old cache files are not reused
+RENDER_VERSION = 1  # bump when the rendering code changes (the settings below are in the cache key)
 
 
 def _characters(*ranges):
@@ -79,10 +79,10 @@ BASELINE = 0.74
 SUPERSAMPLE = 2
 # Random distortion of each render: shift (fraction of the side), rotation (degrees),
 # scale, and extra stroke width in supersampled pixels.
-MAX_SHIFT = 0.06
-MAX_ROTATION = 8.0
-SCALE_RANGE = (0.9, 1.1)
-STROKE_WIDTHS = (0, 1)
+MAX_SHIFT = 0.08
+MAX_ROTATION = 10.0
+SCALE_RANGE = (0.85, 1.1)
+STROKE_WIDTHS = (0, 1, 2)
 # Checks on the undistorted render (pixel values in [0, 1]).
 MIN_INK = 3.0  # summed intensity below this: an almost empty image
 SAME_RENDER = 0.01  # relative L1 difference (see _difference) below this: the same image
@@ -214,7 +214,9 @@ def _cache_path(paths, characters, image_size, renders, seed, cache_dir):
             os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "keras_dml")
         cache_dir = os.path.join(root, "glyphs")
     stats = [(path, os.path.getsize(path), os.path.getmtime(path)) for path in paths]
-    key = json.dumps([RENDER_VERSION, stats, characters, image_size, renders, seed])
+    settings = [RENDER_VERSION, EM_SIZE, BASELINE, SUPERSAMPLE, MAX_SHIFT, MAX_ROTATION, SCALE_RANGE,
+                STROKE_WIDTHS, MIN_INK, SAME_RENDER, MAX_SHARED_RENDER, RECOGNITION_RANK, MIN_RECOGNIZED]
+    key = json.dumps([settings, stats, characters, image_size, renders, seed])
     return os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20] + ".npz")
 
 
@@ -293,8 +295,8 @@ def _kept_glyphs(font, characters, image_size):
     plain = np.stack([_draw(font, c, image_size) for c in covered])
     flat = plain.reshape(len(covered), -1).astype(np.float32)
     inked = flat.sum(1) / 255.0 >= MIN_INK
-    inked &= _difference(flat, missing.reshape(1, -1).astype(np.float32))[:, 0] >= SAME_RENDER
-    same = _difference(flat, flat) < SAME_RENDER
+    inked &= _difference(flat, missing.reshape(1, -1).astype(np.float32)) >= SAME_RENDER
+    same = _same_renders(flat)
     shared = same.sum(1) - 1  # other characters with the same image
     kept = {}
     for i, char in enumerate(covered):
@@ -305,9 +307,23 @@ def _kept_glyphs(font, characters, image_size):
 
 
 def _difference(a, b):
-    """`(len(a), len(b))` relative L1 differences of flat images: `sum|a - b| / (sum a + sum b)`."""
-    ink = a.sum(1)[:, None] + b.sum(1)[None, :]
-    return np.abs(a[:, None, :] - b[None, :, :]).sum(-1) / np.maximum(ink, 1.0)
+    """Relative L1 difference of flat images, row by row: `sum|a - b| / (sum a + sum b)`."""
+    return np.abs(a - b).sum(-1) / np.maximum(a.sum(-1) + b.sum(-1), 1.0)
+
+
+def _same_renders(flat):
+    """`(n, n)` bool: flat images `i` and `j` differ by less than `SAME_RENDER` (`_difference`).
+
+    Only pairs whose ink differs by less than that can, so only those are compared.
+    """
+    ink = flat.sum(1)
+    same = np.abs(ink[:, None] - ink[None, :]) < SAME_RENDER * np.maximum(ink[:, None] + ink[None, :], 1.0)
+    rows, cols = np.nonzero(np.triu(same, k=1))
+    close = _difference(flat[rows], flat[cols]) < SAME_RENDER
+    same[:] = False
+    same[rows[close], cols[close]] = same[cols[close], rows[close]] = True
+    np.fill_diagonal(same, True)
+    return same
 
 
 def _recognized(fonts):
