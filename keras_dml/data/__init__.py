@@ -3,6 +3,7 @@ from keras_dml.data import augment, images
 from keras_dml.data.datasets import DATASETS, DatasetInfo, get_dataset, load_dataset
 from keras_dml.data.digits import load_digits
 from keras_dml.data.folders import folder_classes, list_image_folder, load_image_folder
+from keras_dml.data.glyphs import load_glyphs
 from keras_dml.data.images import decode_image, read_image
 from keras_dml.data.sampler import class_balanced
 from keras_dml.data.splits import split_classes
@@ -19,6 +20,7 @@ __all__ = [
     "list_image_folder",
     "load_dataset",
     "load_digits",
+    "load_glyphs",
     "load_image_folder",
     "read_image",
     "split_classes",
