@@ -99,9 +99,13 @@ def _evaluate(run, capsys, *flags):
 @tensorflow_only
 def test_folder_run_records_its_dataset_and_test_split(folder_run):
     description = RunDir(folder_run).dataset()
-    assert description["dataset"].endswith("photos") and description["test_fraction"] == 0.5
+    assert description["dataset"].endswith("photos") and description["options"] == {"test_fraction": 0.5}
     assert description["input_shape"] == [32, 32, 3] and description["pixel_scale"] == 1.0
     assert description["num_train_classes"] == 3
+    test_classes = description["classes"]["test"]
+    assert len(test_classes) == 3 and not set(test_classes) & set(description["classes"]["train"])
+    assert sorted({path.split("/")[-2] for path in description["test_files"]}) == sorted(test_classes)
+    assert len(description["test_files"]) == 12
 
 
 @tensorflow_only

@@ -16,17 +16,17 @@ def test_demo_leaves_a_run_that_evaluate_and_export_take_without_flags(tmp_path,
     assert main(["demo", "--run-dir", str(run), *TINY]) == 0
     out = capsys.readouterr().out
     for said in ("untrained", "final (epoch 2)", "best (epoch", "Recall@1: the share", "parity with Keras",
-                 "one uint8 unit = 0.0625 (recorded in the run directory)"):
+                 "one uint8 unit = 0.00392157 (recorded in the run directory)"):
         assert said in out, said
     card = json.loads((run / "export" / "model_card.json").read_text())
-    assert card["pixel_scale"] == 1 / 16  # the digits' input scale, recorded by the run
+    assert card["pixel_scale"] == 1 / 255  # the glyphs' input scale, recorded by the run
     assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
 
     assert main(["evaluate", str(run)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["map_at_r"] == pytest.approx(RunDir(run).best_epoch()[1], abs=1e-6)
     assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
-    assert json.loads((tmp_path / "exported" / "model_card.json").read_text())["pixel_scale"] == 1 / 16
+    assert json.loads((tmp_path / "exported" / "model_card.json").read_text())["pixel_scale"] == 1 / 255
 
 
 def test_a_second_demo_takes_a_fresh_directory(tmp_path):

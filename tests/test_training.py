@@ -53,6 +53,7 @@ def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
     with pytest.raises(ValueError, match="Unknown training setting"):
         TrainConfig.from_dict({"epochz": 3})
     for bad, name in [({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"), ({"test_fraction": 1.0}, "test_fraction"),
+                      ({"split_seed": "a"}, "split_seed"), ({"data_options": []}, "data_options"),
                       ({"weight_decay": 1e-4, "optimizer": "adam"}, "weight_decay"), ({"optimizer": "sgdx"}, "optimizer"),
                       ({"loss": {"class": "TripletLoss"}}, "loss")]:
         with pytest.raises(ValueError, match=name):
@@ -60,12 +61,14 @@ def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
     assert "learning_rate" in TrainConfig.describe_settings()
 
 
-def test_criterion_from_the_keras_form():
-    loss = training.build_criterion(recipes.get_recipe("digits-density-triplet")["loss"], 5, 16)
-    assert type(loss).__name__ == "DensityAdaptive" and type(loss.base_loss).__name__ == "TripletLoss"
-    assert training.build_criterion({"class_name": "PotentialFieldLoss", "config": {}}, 5, 16).num_classes == 5
-    with pytest.raises(ValueError, match="unknown class_name 'ArcFace'"):
-        training.build_criterion({"class_name": "ArcFace"}, 5, 16)
+def test_every_recipe_loss_builds_through_losses_get():
+    from keras_dml import losses
+
+    for name, recipe in recipes.RECIPES.items():
+        loss = losses.get(recipe["loss"], num_classes=5, embedding_dim=recipe["embedding_dim"])
+        assert type(loss).__name__ == recipe["loss"]["class_name"], name
+    density = losses.get(recipes.get_recipe("digits-density-triplet")["loss"])
+    assert type(density.base_loss).__name__ == "TripletLoss"
 
 
 @tensorflow_only
@@ -78,7 +81,8 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert [h["epoch"] for h in run.history()] == [1, 2] and "val_map_at_r" in run.history()[0]
     assert run.metrics()["map_at_r"] == pytest.approx(metrics["map_at_r"])
     assert run.history()[-1]["val_map_at_r"] == pytest.approx(metrics["map_at_r"])
-    assert run.dataset()["pixel_scale"] == 1 / 16 and run.dataset()["input_shape"] == [8, 8, 1]
+    assert run.dataset()["pixel_scale"] == 1 / 255 and run.dataset()["input_shape"] == [8, 8, 1]
+    assert run.dataset()["classes"]["test"] == ["5", "6", "7", "8", "9"]
     assert json.loads((run.path / "config.json").read_text()) == TrainConfig.from_dict(_digits()).to_dict()
     x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(run.load_embedder("final").predict(x, verbose=0),

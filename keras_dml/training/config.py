@@ -34,8 +34,11 @@ class TrainConfig:
 
     dataset: str = _setting("digits", "digits, cars196, cub200, sop, or the path of an image folder "
                                       "(one sub-folder per class)")
-    test_fraction: float = _setting(0.0, "image folders: fraction of the classes held out as the test "
-                                         "split (class-disjoint, chosen by seed)")
+    test_fraction: float = _setting(None, "image folders: fraction of the classes held out as the test "
+                                          "split (class-disjoint, drawn with split_seed)", "float")
+    split_seed: int = _setting(None, "image folders: seed of the test classes' draw (default 0; keep it "
+                                     "fixed across training seeds)", "int")
+    data_options: dict = _setting({}, 'other options of the dataset, e.g. glyphs {"by": "font", "renders": 5}')
     data_dir: str = _setting(None, "TFDS data directory", "str")
     manual_dir: str = _setting(None, "folder with the datasets' original archives (docs/data.md)", "str")
     backbone: str = _setting("mlp", "resnet50, efficientnet_b0, efficientnetv2_b0, efficientnetv2_s, "
@@ -57,7 +60,7 @@ class TrainConfig:
     epochs: int = _setting(10, "epochs to train")
     steps_per_epoch: int = _setting(None, "batches per epoch (default: training images // batch size)", "int")
     eval_every: int = _setting(1, "evaluate retrieval on the test split every N epochs")
-    seed: int = _setting(0, "seed of the weights, the batches and a folder's test split")
+    seed: int = _setting(0, "seed of the weights and the batches")
     jit_compile: object = _setting("auto", "auto, true or false (XLA)", "auto|bool")
     mixed_precision: str = _setting(None, "null, mixed_float16 or mixed_bfloat16", "str")
     strategy: str = _setting("default", "default or mirrored (tf.distribute; docs/distributed.md)")
@@ -147,8 +150,13 @@ class TrainConfig:
         if self.weight_decay and self.optimizer != "adamw":
             raise ValueError(f"weight_decay={self.weight_decay} needs optimizer=adamw "
                              f"(got optimizer={self.optimizer!r}).")
-        if not isinstance(self.test_fraction, (int, float)) or not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1); got test_fraction={self.test_fraction!r}.")
+        if self.test_fraction is not None and (not isinstance(self.test_fraction, (int, float))
+                                               or not 0.0 < self.test_fraction < 1.0):
+            raise ValueError(f"test_fraction must be in (0, 1); got test_fraction={self.test_fraction!r}.")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)):
+            raise ValueError(f"split_seed must be an integer; got split_seed={self.split_seed!r}.")
+        if not isinstance(self.data_options, dict):
+            raise ValueError(f"data_options must be a dict of the dataset's options; got {self.data_options!r}.")
         checks.one_of(self.optimizer, "optimizer", OPTIMIZERS)
         checks.one_of(self.strategy, "strategy", STRATEGIES)
         checks.one_of(self.mixed_precision, "mixed_precision", MIXED_PRECISION)

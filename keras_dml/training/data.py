@@ -1,67 +1,77 @@
-"""The data of a run: its description (recorded in `dataset.json`), its training batches,
-and the one evaluation pipeline that both training and `keras-dml evaluate` use.
+"""The data of a run, from its dataset's description (`keras_dml.data.get_dataset`).
 
-The description says what the embedder takes and how a split is rebuilt:
+`describe(config)` is what a run records in `dataset.json`: which dataset with which
+loading options, the embedder's input shape, the input scale export uses, and the
+classes of each split (and, for an image folder, the test files):
 
-    {"dataset": "photos/", "test_fraction": 0.25, "seed": 0, "image_size": 96,
+    {"dataset": "photos/", "options": {"test_fraction": 0.25, "seed": 0}, "image_size": 96,
      "input_shape": [96, 96, 3], "pixel_scale": 1.0, "num_train_classes": 12,
-     "data_dir": null, "manual_dir": null}
+     "classes": {"train": [...], "val": [], "test": [...]}, "test_files": [...]}
 
-`pixel_scale` is the value of one uint8 unit in the embedder's input (1 for images in
-[0, 255], 1/16 for the digits, whose pixels are counts 0-16 divided by 16): export uses it.
+`evaluation_batches(description)` is the one evaluation input path of training and of
+`keras-dml evaluate`: the description's `eval_batches` on the recorded split.
 """
 from keras_dml.training.config import TrainConfig
 
-DIGITS_PIXEL_SCALE = 1 / 16
+
+def loading_options(config):
+    """The dataset's loading options that `config` sets (None = not set, left out)."""
+    options = {"data_dir": config.data_dir, "manual_dir": config.manual_dir,
+               "test_fraction": config.test_fraction, **config.data_options}
+    if config.split_seed is not None:
+        if "seed" in config.data_options:
+            raise ValueError("split_seed and data_options['seed'] both set the dataset's seed; set one.")
+        options["seed"] = config.split_seed
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def describe(config):
-    """The description of `config`'s data; loads nothing but checks the dataset exists."""
+    """The description of `config`'s data, after checking it can be loaded and has test classes."""
+    from keras_dml.data import get_dataset
+
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
-    from keras_dml.data import load_dataset
+    info = get_dataset(config.dataset)
+    options = loading_options(config)
+    classes = info.class_splits(image_size=config.image_size, **options)
+    if not classes["test"]:
+        raise ValueError(f"dataset={config.dataset} has no test classes to evaluate on: hold some out with "
+                         "test_fraction, e.g. test_fraction=0.25.")
+    _, num_train_classes = info.load("train", image_size=config.image_size, **options)
+    description = {"dataset": info.name, "options": options, "image_size": config.image_size,
+                   "input_shape": list(info.input_shape(config.image_size)), "pixel_scale": info.input_scale,
+                   "num_train_classes": num_train_classes, "classes": classes}
+    if "test_fraction" in info.options:  # an image folder: which files are its test split
+        _, _, paths = info.load("test", return_paths=True, **options)
+        description["test_files"] = [str(path) for path in paths]
+    return description
 
-    _, num_classes = load_dataset(config.dataset, "train", data_dir=config.data_dir,
-                                  manual_dir=config.manual_dir, test_fraction=config.test_fraction,
-                                  seed=config.seed)
-    if config.dataset == "digits":
-        input_shape, pixel_scale = [8, 8, 1], DIGITS_PIXEL_SCALE
-    else:
-        input_shape, pixel_scale = [config.image_size, config.image_size, 3], 1.0
-    return {"dataset": config.dataset, "test_fraction": config.test_fraction, "seed": config.seed,
-            "data_dir": config.data_dir, "manual_dir": config.manual_dir, "image_size": input_shape[0],
-            "input_shape": input_shape, "pixel_scale": pixel_scale, "num_train_classes": num_classes}
 
-
-def training_batches(config):
+def training_batches(config, description):
     """`(P x K batches, number of training images)` of `config`."""
     import tensorflow as tf
 
-    from keras_dml.data import augment, class_balanced
+    from keras_dml.data import class_balanced, get_dataset
 
-    train = _split(describe(config), "train")
+    info = get_dataset(description["dataset"])
+    train, _ = info.load("train", image_size=config.image_size, **description["options"])
     train_size = int(train.reduce(0, lambda count, _: count + 1))
-    transform = None if config.dataset == "digits" else augment.train_transform(config.image_size)
     batches = class_balanced(train, config.classes_per_batch, config.samples_per_class, seed=config.seed,
-                             transform=transform)
+                             transform=info.train_transform(config.image_size))
     return batches.prefetch(tf.data.AUTOTUNE), train_size
 
 
 def evaluation_batches(description, split="test", batch_size=64):
-    """Batches of `(image, label)` of `split`, transformed the one way evaluation transforms them."""
-    from keras_dml.data import augment
+    """Batches of `(input, label)` of the recorded `split`, as training evaluates them.
 
-    dataset = _split(description, split)
-    if description["dataset"] == "digits":
-        return dataset.batch(batch_size)
-    size = description["image_size"]
-    transform = augment.eval_transform(size, resize_size=round(size * 256 / 224))
-    return augment.map_images(dataset, transform, batch_size=batch_size)
+    A `ValueError` when the dataset's classes are no longer those the run recorded (a
+    folder changed since).
+    """
+    from keras_dml.data import get_dataset
 
-
-def _split(description, split):
-    from keras_dml.data import load_dataset
-
-    dataset, _ = load_dataset(description["dataset"], split, data_dir=description["data_dir"],
-                              manual_dir=description["manual_dir"], test_fraction=description["test_fraction"],
-                              seed=description["seed"])
-    return dataset
+    info = get_dataset(description["dataset"])
+    recorded = description.get("classes", {}).get(split)
+    now = info.class_splits(image_size=description["image_size"], **description["options"])
+    if recorded is not None and now[split] != recorded:
+        raise ValueError(f"the {split} classes of {description['dataset']} are not those the run recorded: "
+                         "the dataset changed since training.")
+    return info.eval_batches(split, description["image_size"], batch_size, **description["options"])

@@ -10,7 +10,6 @@ A finished run resumed trains nothing.
 With `warmup_epochs > 0` the backbone is frozen for the first epochs: the head and the
 criterion's proxies train, the backbone keeps its pretrained weights.
 """
-import inspect
 import signal
 import sys
 
@@ -19,30 +18,6 @@ import keras
 from keras_dml.training import data
 from keras_dml.training.config import TrainConfig
 from keras_dml.training.run_dir import EpochCommit, RunDir, RunDirError
-
-
-def build_criterion(spec, num_classes, embedding_dim):
-    """The keras_dml loss of the Keras-serialized `spec`, e.g. `{"class_name": "TripletLoss", "config": {}}`.
-
-    `num_classes` and `embedding_dim` fill the constructor arguments of that name (proxy
-    losses, PDDM) that the spec leaves out; a nested `base_loss` spec is built first.
-    """
-    from keras_dml import losses
-
-    cls = getattr(losses, str(spec.get("class_name")), None)
-    if not inspect.isclass(cls) or spec["class_name"] not in losses.__all__:
-        raise ValueError(f"loss: unknown class_name {spec.get('class_name')!r}; valid: {sorted(losses.__all__)}.")
-    config = dict(spec.get("config", {}))
-    if isinstance(config.get("base_loss"), dict):
-        config["base_loss"] = build_criterion(config["base_loss"], num_classes, embedding_dim)
-    accepted = inspect.signature(cls.__init__).parameters
-    for name, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
-        if name in accepted:
-            config.setdefault(name, value)
-    try:
-        return cls(**config)
-    except TypeError as error:
-        raise ValueError(f"loss: {spec['class_name']} {error}.") from None
 
 
 def build_optimizer(config):
@@ -130,13 +105,15 @@ def _check_run_dir(run, config, resume):
 
 
 def _build_model(config, description):
+    from keras_dml import losses
     from keras_dml.models import MetricModel, build_embedder
 
     input_shape = tuple(description["input_shape"])
     embedder = build_embedder(config.backbone, config.embedding_dim, input_shape=input_shape,
                               weights=config.weights, pooling=config.pooling,
                               freeze_batchnorm=config.freeze_batchnorm)
-    criterion = build_criterion(config.loss, description["num_train_classes"], config.embedding_dim)
+    criterion = losses.get(config.loss, num_classes=description["num_train_classes"],
+                           embedding_dim=config.embedding_dim)
     model = MetricModel(embedder, criterion)
     model.build((None, *input_shape))
     return model
@@ -147,7 +124,7 @@ def _fit(config, description, run, model, jit_compile, callbacks, verbose):
 
     run.remove_temporary_files()
     done = run.committed_epoch(config.epochs)
-    train_batches, train_size = data.training_batches(config)
+    train_batches, train_size = data.training_batches(config, description)
     steps = config.steps_per_epoch or max(1, train_size // (config.classes_per_batch * config.samples_per_class))
     evaluation = RetrievalEvaluation(data.evaluation_batches(description), every=config.eval_every, verbose=0)
     all_callbacks = [evaluation, EpochCommit(run), keras.callbacks.TensorBoard(str(run.path / "logs")),

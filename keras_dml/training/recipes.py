@@ -104,8 +104,13 @@ DIGITS = {
     "learning_rate": 1e-3, "weight_decay": 0.0, "optimizer": "adam", "warmup_epochs": 0,
 }
 
-# `keras-dml demo`: held-out classes after a minute on a laptop CPU.
-DEMO = {**DIGITS, "loss": METHODS["triplet-easy"]["loss"], "epochs": 10, "steps_per_epoch": 20}
+# `keras-dml demo`: rendered characters (nothing to download), zero-shot on the held-out
+# characters, in about a minute on two CPU cores (ours; values from the glyphs study).
+DEMO = {
+    "dataset": "glyphs", "backbone": "small_cnn", "weights": None, "embedding_dim": 32, "image_size": 32,
+    "freeze_batchnorm": False, "loss": METHODS["triplet-easy"]["loss"], "optimizer": "adam",
+    "learning_rate": 1e-3, "classes_per_batch": 16, "samples_per_class": 4, "epochs": 8, "steps_per_epoch": 30,
+}
 
 
 def _merge(base, update):
