@@ -113,8 +113,17 @@ def _backbone(backbone, input_shape, weights):
     """The feature extractor as a model named "backbone", from images to a feature map or vector."""
     if backbone in APPLICATIONS:
         constructor, options = APPLICATIONS[backbone]
-        net = getattr(keras.applications, constructor)(
-            include_top=False, weights=weights, input_shape=input_shape, **options)
+        try:
+            net = getattr(keras.applications, constructor)(
+                include_top=False, weights=weights, input_shape=input_shape, **options)
+        except Exception as error:  # Keras raises a bare Exception when a download fails
+            if "URL fetch failure" not in str(error):
+                raise
+            raise ConnectionError(
+                f"weights={weights!r}: Keras could not download the pretrained {backbone} weights ({error}). "
+                "Without network, copy the weights file from a machine that has it (Keras keeps it in "
+                "~/.keras/models/) to the same folder here, or pass its path as weights='/path/to/file.h5'."
+            ) from None
         net.name = "backbone"
         return net
     layers = keras.layers
