@@ -25,6 +25,7 @@ PYTHON_TO_CLI = [
     (re.compile(r"resume=True \(--resume\)"), "--resume"),
     (re.compile(r"pass overwrite=True"), "pass --overwrite"),
     (re.compile(r"overwrite=True"), "--overwrite"),
+    (re.compile(r"pass its path as weights='([^']*)'"), r"pass its path with --set weights=\1"),
     (re.compile(r"call load_dataset\('([^']+)', manual_dir='([^']+)'\)"), r"pass --set manual_dir=\2"),
     (re.compile(r"Or pass download=True to let\s+TFDS try its original addresses\."),
      "(the command line does not download datasets.)"),

@@ -69,24 +69,47 @@ def test_evaluate_and_export_errors(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def _image_folder(root, classes=6, images=4):
+    """`root/class_<c>/<i>.png`: 36 x 44 noisy images of one colour per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        colour = rng.integers(0, 256, size=3)
+        (root / f"class_{c}").mkdir(parents=True)
+        for i in range(images):
+            pixels = np.clip(colour + rng.normal(0, 40, size=(36, 44, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(root / f"class_{c}" / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
     """A run trained from the command line on an image folder of 6 classes, 3 held out."""
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(0)
-    for c in range(6):
-        colour = rng.integers(0, 256, size=3)
-        (root / "photos" / f"class_{c}").mkdir(parents=True)
-        for i in range(4):
-            pixels = np.clip(colour + rng.normal(0, 40, size=(36, 44, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(root / "photos" / f"class_{c}" / f"{i}.png")
+    photos = _image_folder(root / "photos")
     run = root / "run"
     code = main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(run),
-                 "--set", f"dataset={root / 'photos'}", *FOLDER_SETTINGS])
+                 "--set", f"dataset={photos}", *FOLDER_SETTINGS])
     assert code == 0
     return run
+
+
+def test_offline_pretrained_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/weights.h5: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    photos = _image_folder(tmp_path / "photos", classes=4, images=2)
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(run), "--set", f"dataset={photos}",
+                 "test_fraction=0.5", "backbone=mobilenetv3_small", "weights=imagenet", "image_size=32"]) == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "--set weights=/path/to/file.h5" in err and "~/.keras/models" in err
+    assert not run.exists()
 
 
 def _evaluate(run, capsys, *flags):
