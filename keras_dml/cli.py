@@ -151,7 +151,7 @@ def _demo(args):
 
     config = training.TrainConfig.from_dict({**training.get_recipe("demo"), **_parse_settings(args.set)})
     run_dir = _free_run_dir(Path(args.run_dir))
-    print(f"keras-dml demo: recipe 'demo' ({training.recipes.describe('demo')}), run directory {run_dir}")
+    print(f"keras-dml demo: recipe 'demo' ({training.recipes.describe(config.to_dict())}), run directory {run_dir}")
     baseline = _baseline_callback(config)
     training.train(config, run_dir, callbacks=[baseline], verbose=_verbosity())
     print("Retrieval on the held-out classes:")
@@ -318,7 +318,7 @@ def _recipes(args):
                 print(f"{key:<22} {value!s:<12} {sources.get(key, '')}")
         return 0
     for name in sorted(recipes.RECIPES):
-        print(f"{name:<28} {recipes.describe(name)}")
+        print(f"{name:<28} {recipes.describe(recipes.RECIPES[name])}")
     return 0
 
 

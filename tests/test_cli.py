@@ -142,6 +142,14 @@ def test_evaluate_final_equals_the_last_epoch_the_run_recorded(folder_run, capsy
 
 
 @tensorflow_only
+def test_resume_from_the_command_line_takes_the_runs_own_settings(folder_run, capsys):
+    capsys.readouterr()
+    assert main(["train", "--run-dir", str(folder_run), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "best (epoch" in out
+
+
+@tensorflow_only
 def test_evaluate_defaults_to_the_best_epoch(folder_run, capsys):
     metrics, err = _evaluate(folder_run, capsys)
     assert "best weights" in err

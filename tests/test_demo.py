@@ -25,7 +25,7 @@ def test_demo_leaves_a_run_that_evaluate_and_export_take_without_flags(tmp_path,
     assert main(["evaluate", str(run)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["map_at_r"] == pytest.approx(RunDir(run).best_epoch()[1], abs=1e-6)
-    assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "exported"), "--formats", "onnx"]) == 0
     assert json.loads((tmp_path / "exported" / "model_card.json").read_text())["pixel_scale"] == 1 / 255
 
 

@@ -122,8 +122,8 @@ def test_warmup_epochs_train_the_head_with_the_backbone_frozen(tmp_path):
 
 
 @tensorflow_only
-@pytest.mark.parametrize("method", ["potential-field", "proxy-anchor", "density-triplet", "pddm", "multi-similarity"])
-def test_every_digits_recipe_trains(tmp_path, method):
+@pytest.mark.parametrize("method", ["proxy-anchor", "density-triplet", "pddm", "multi-similarity"])
+def test_every_digits_recipe_trains(tmp_path, method):  # potential-field: the warm-up test
     _, metrics = training.train(_digits(f"digits-{method}", epochs=1, steps_per_epoch=2), tmp_path / method, verbose=0)
     assert 0.0 < metrics["recall@1"] <= 1.0
 

@@ -141,9 +141,8 @@ def get_recipe(name):
     return copy.deepcopy(RECIPES[name])
 
 
-def describe(name):
-    """One line: dataset, model, loss, batch."""
-    r = RECIPES[name]
+def describe(r):
+    """One line of recipe (or settings) `r`: dataset, model, loss, batch."""
     return (f"{r['dataset']}: {r['backbone']} {r['embedding_dim']}-d, {r['loss']['class_name']}, "
             f"{r['optimizer']} lr {r['learning_rate']:g}, batch {r['classes_per_batch']}x{r['samples_per_class']}, "
             f"{r['epochs']} epochs")
