@@ -123,14 +123,11 @@ def _print_summary(run_dir):
     from keras_dml.training import RunDir
 
     run = RunDir(run_dir)
-    final, epochs = run.metrics(), run.config()["epochs"]
     best_epoch, _ = run.best_epoch()
-    best = next(h for h in run.history() if h["epoch"] == best_epoch) if best_epoch else None
     print(f"Run written to {run.path}:")
-    _print_metrics(f"  final (epoch {epochs})", final)
-    if best is not None:
-        _print_metrics(f"  best (epoch {best_epoch})", {k[len("val_"):]: v for k, v in best.items()
-                                                       if k.startswith("val_")})
+    _print_metrics(f"  final (epoch {run.config()['epochs']})", run.metrics_of("final"))
+    if best_epoch is not None:
+        _print_metrics(f"  best (epoch {best_epoch})", run.metrics_of("best"))
     print(f"  evaluate: keras-dml evaluate {run.path}    export: keras-dml export {run.path} --out DIR")
 
 
@@ -272,11 +269,12 @@ def _export_run(source, out, weights, formats=("saved_model", "onnx"), float_inp
 
     if source.is_dir():
         run = RunDir(source)
-        embedder, metrics = run.load_embedder(weights), _weights_metrics(run, weights)
+        embedder, metrics = run.load_embedder(weights), run.metrics_of(weights)
+        exported = f"{weights} weights of {source}"
         scale_source = "recorded in the run directory" if pixel_scale is None else "--pixel-scale"
         pixel_scale = run.dataset()["pixel_scale"] if pixel_scale is None else pixel_scale
     else:
-        embedder, metrics = _load_keras_file(source), None
+        embedder, metrics, exported = _load_keras_file(source), None, str(source)
         scale_source = "--pixel-scale" if pixel_scale is not None else "default for [0, 255] inputs"
         pixel_scale = 1.0 if pixel_scale is None else pixel_scale
     try:
@@ -288,17 +286,8 @@ def _export_run(source, out, weights, formats=("saved_model", "onnx"), float_inp
         print(f"Export skipped on the {keras.backend.backend()} backend: {error}")
         return None
     print(describe_export(card, out))
-    print(f"  {weights} weights of {source}; input scale: one uint8 unit = {pixel_scale:g} ({scale_source})")
+    print(f"  {exported}; input scale: one uint8 unit = {pixel_scale:g} ({scale_source})")
     return card
-
-
-def _weights_metrics(run, weights):
-    """The retrieval metrics of the `weights` model: the final ones, or the best epoch's."""
-    if weights == "final":
-        return run.metrics() if run.is_finished() else None
-    epoch, _ = run.best_epoch()
-    record = next((h for h in run.history() if h["epoch"] == epoch), {})
-    return {k[len("val_"):]: v for k, v in record.items() if k.startswith("val_")} or None
 
 
 # ---- recipes -----------------------------------------------------------------------------

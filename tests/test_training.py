@@ -52,10 +52,10 @@ def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
         TrainConfig.parse("epochz", "3")
     with pytest.raises(ValueError, match="Unknown training setting"):
         TrainConfig.from_dict({"epochz": 3})
-    for bad, name in [({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"), ({"test_fraction": 1.0}, "test_fraction"),
-                      ({"split_seed": "a"}, "split_seed"), ({"data_options": []}, "data_options"),
-                      ({"weight_decay": 1e-4, "optimizer": "adam"}, "weight_decay"), ({"optimizer": "sgdx"}, "optimizer"),
-                      ({"loss": {"class": "TripletLoss"}}, "loss")]:
+    for bad, name in [({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"),
+                      ({"test_fraction": 1.0}, "test_fraction"), ({"split_seed": "a"}, "split_seed"),
+                      ({"data_options": []}, "data_options"), ({"weight_decay": 1e-4, "optimizer": "adam"}, "weight_decay"),
+                      ({"optimizer": "sgdx"}, "optimizer"), ({"loss": {"class": "TripletLoss"}}, "loss")]:
         with pytest.raises(ValueError, match=name):
             TrainConfig.from_dict(bad)
     assert "learning_rate" in TrainConfig.describe_settings()

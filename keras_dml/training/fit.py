@@ -72,7 +72,7 @@ def train(config, run_dir, resume=False, callbacks=(), verbose=1):
         print(f"{run.path} is a finished run of {config.epochs} epochs: nothing to train.")
         return run.load_model("final"), run.metrics()
     strategy, jit_compile = make_strategy(config)
-    description = data.describe(config)
+    description = run.dataset() if run.holds_run() else data.describe(config)  # a resume keeps its record
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:

@@ -84,6 +84,17 @@ class RunDir:
         value, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))
         return epoch, value
 
+    def metrics_of(self, weights="best"):
+        """The retrieval metrics of the `weights` model: metrics.json for "final" (None while
+        unfinished), the best epoch's logged test metrics for "best" (None before any)."""
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {list(WEIGHTS)}; got weights={weights!r}.")
+        if weights == "final":
+            return self.metrics() if self.is_finished() else None
+        epoch, _ = self.best_epoch()
+        record = next((h for h in self.history() if h["epoch"] == epoch), {})
+        return {key[len("val_"):]: value for key, value in record.items() if key.startswith("val_")} or None
+
     def load_model(self, weights="best"):
         """The saved MetricModel (embedder and criterion) of `weights`: "best" or "final"."""
         if weights not in WEIGHTS:
