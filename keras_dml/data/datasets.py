@@ -108,14 +108,14 @@ class DatasetInfo:
             return loaded.dataset, len(loaded.class_names), loaded.files.paths
         return loaded.dataset, len(loaded.class_names)
 
-    def class_splits(self, *, val_fraction=0.0, val_seed=0, image_size=None, **options):
+    def class_splits(self, *, val_fraction=0.0, val_seed=0, **options):
         """`{"train": names, "val": names, "test": names}`: the classes of each split (label i is names[i]).
 
         What a run records to say which classes it trained, tuned and tested on. For
         folders the names are the class folders; for TFDS datasets their TFDS label ids.
         """
-        options = self._options(options)
-        base = {split: self._class_names(split, options, image_size) for split in ("train", "test")}
+        options = self._options(options, drop={"image_size"})
+        base = {split: self._class_names(split, options) for split in ("train", "test")}
         train, val = split_classes(base["train"], val_fraction, val_seed, name="val_fraction")
         return {"train": train, "val": val, "test": base["test"]}
 
@@ -174,11 +174,11 @@ class DatasetInfo:
         return Loaded(dataset=select_classes(loaded.dataset, chosen, len(loaded.class_names)),
                       class_names=class_names)
 
-    def _class_names(self, split, options, image_size=None):
+    def _class_names(self, split, options):
         if self.class_names_of is not None:
             return self.class_names_of(split, **options)
         if self.input_kind == "pixels":
-            options = {**options, "image_size": self._size(image_size)}
+            options = {**options, "image_size": self._size(None)}
         return self.loader(split, **options).class_names
 
     def _options(self, options, drop=()):
