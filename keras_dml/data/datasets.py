@@ -7,7 +7,7 @@ evaluation callback, `keras-dml evaluate` and export all ask it, so they cannot
 disagree: `eval_batches` is the one evaluation input path.
 
 Deep metric learning is evaluated zero-shot: test classes are never seen in training
-(METHODS.md section 6). Every split is a split by class, labels re-indexed from 0.
+(docs/methods.md, section 6). Every split is a split by class, labels re-indexed from 0.
 
 | name        | source                                   | `"train"`       | `"test"`           |
 |-------------|------------------------------------------|-----------------|--------------------|
@@ -84,6 +84,9 @@ class DatasetInfo:
     fixed_size: int = None
     channels: int = 3
     splits: tuple = SPLITS
+
+    def __post_init__(self):
+        checks.one_of(self.input_kind, "input_kind", INPUT_KINDS)
 
     def load(self, split="train", *, image_size=None, val_fraction=0.0, val_seed=0, return_paths=False,
              **options):
