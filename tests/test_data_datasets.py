@@ -44,6 +44,12 @@ def test_bad_split_and_misplaced_test_fraction():
         load_dataset("cars196", "train", test_fraction=0.5)
 
 
+def test_load_dataset_keeps_its_keywords():
+    # Folder keywords at their defaults and TFDS keywords set to None pass for any dataset, as before.
+    dataset, num_classes = load_dataset("digits", "test", data_dir=None, manual_dir=None, test_fraction=0.0, seed=7)
+    assert num_classes == 5 and len(list(dataset)) == len(load_digits("test")[1])
+
+
 # --- TFDS datasets on mock data ---------------------------------------------------------
 
 RAW_SPLITS = {"cars196": "train+test", "cub200": "train+test", "sop": None}

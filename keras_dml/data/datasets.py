@@ -12,7 +12,7 @@ Deep metric learning is evaluated zero-shot: test classes are never seen in trai
 | name        | source                                   | `"train"`       | `"test"`           |
 |-------------|------------------------------------------|-----------------|--------------------|
 | `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4             | 5-9                |
-| `"glyphs"`  | rendered characters (`data.glyphs`)      | its train split | its test split     |
+| `"glyphs"`  | characters rendered from fonts (`load_glyphs`) | its train split | its test split |
 | `"cars196"` | TFDS `cars196` (its train + test images) | 1-98            | 99-196             |
 | `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100           | 101-200            |
 | `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`    | `Ebay_test`        |
@@ -111,13 +111,17 @@ class DatasetInfo:
             return loaded.dataset, len(loaded.class_names), loaded.files.paths
         return loaded.dataset, len(loaded.class_names)
 
-    def class_splits(self, *, val_fraction=0.0, val_seed=0, **options):
+    def class_splits(self, *, image_size=None, val_fraction=0.0, val_seed=0, **options):
         """`{"train": names, "val": names, "test": names}`: the classes of each split (label i is names[i]).
 
         What a run records to say which classes it trained, tuned and tested on. For
-        folders the names are the class folders; for TFDS datasets their TFDS label ids.
+        folders the names are the class folders (no image is read); for TFDS datasets
+        their TFDS label ids; for glyphs the characters or font files. Takes `load`'s
+        arguments.
         """
-        options = self._options(options, drop={"image_size"})
+        options = self._options(options)
+        if self.input_kind == "pixels":
+            options["image_size"] = self._size(image_size)
         base = {split: self._class_names(split, options) for split in ("train", "test")}
         train, val = split_classes(base["train"], val_fraction, val_seed, name="val_fraction")
         return {"train": train, "val": val, "test": base["test"]}
@@ -180,12 +184,10 @@ class DatasetInfo:
     def _class_names(self, split, options):
         if self.class_names_of is not None:
             return self.class_names_of(split, **options)
-        if self.input_kind == "pixels":
-            options = {**options, "image_size": self._size(None)}
         return self.loader(split, **options).class_names
 
-    def _options(self, options, drop=()):
-        options = {k: v for k, v in options.items() if v is not None and k not in drop}
+    def _options(self, options):
+        options = {k: v for k, v in options.items() if v is not None}
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an option of dataset {self.name!r}; "
@@ -219,10 +221,15 @@ def _load_digits(split, image_size):
     return dataclasses.replace(loaded, class_names=[str(c) for c in CLASSES[split]])
 
 
-def _load_glyphs(split, image_size, **options):
+def _load_glyphs(split, image_size, render_seed=None, **options):
     from keras_dml.data.glyphs import load_glyphs  # another module's, imported when used
 
-    return _arrays(*load_glyphs(split, image_size=image_size, **options))
+    if render_seed is not None:
+        options["seed"] = render_seed
+    images, labels, metadata = load_glyphs(split, image_size=image_size, return_metadata=True, **options)
+    names = metadata["font" if options.get("by") == "font" else "character"]
+    loaded = _arrays(images, labels)
+    return dataclasses.replace(loaded, class_names=sorted(set(names.tolist())))
 
 
 def _load_tfds(name):
@@ -255,7 +262,8 @@ DATASET_INFOS = {
     ),
     "glyphs": DatasetInfo(
         name="glyphs", source="characters rendered from fonts (keras_dml.data.glyphs.load_glyphs)",
-        input_kind="pixels", input_scale=1 / 255, options=("by", "fonts", "renders", "seed"),
+        input_kind="pixels", input_scale=1 / 255,
+        options=("by", "fonts", "renders", "render_seed", "characters", "cache_dir"),
         loader=_load_glyphs, channels=1,
     ),
     "cars196": _tfds_info("cars196", "TFDS cars196, its train + test images; classes 1-98 / 99-196"),
@@ -294,18 +302,28 @@ def get_dataset(name):
     )
 
 
-def load_dataset(name, split="train", **options):
-    """`(dataset, num_classes)` of one class split: `get_dataset(name).load(split, **options)`.
+def load_dataset(name, split="train", *, data_dir=None, manual_dir=None, download=False, test_fraction=0.0,
+                 seed=0, on_corrupt="warn", **options):
+    """`(dataset, num_classes)` of one class split: `get_dataset(name).load(split, ...)`.
 
     Args:
         name: `"digits"`, `"glyphs"`, `"cars196"`, `"cub200"`, `"sop"`, or the path of an
             image folder.
         split: `"train"`, `"val"` (with `val_fraction`) or `"test"`.
-        **options: `DatasetInfo.load`'s: `data_dir`, `manual_dir`, `download` (TFDS);
-            `test_fraction`, `seed`, `on_corrupt`, `return_paths` (folders);
-            `val_fraction`, `val_seed`, `image_size` (all).
+        data_dir, manual_dir, download: where TFDS datasets are prepared and their
+            archives found (see `DatasetInfo`); ignored by the other datasets.
+        test_fraction, seed, on_corrupt: an image folder's class split and corrupt-file
+            policy (see `load_image_folder`); a registered dataset has a fixed test split,
+            so `test_fraction` must be 0 for it, and ignores `seed` and `on_corrupt`.
+        **options: the rest of `DatasetInfo.load`'s (`val_fraction`, `val_seed`,
+            `image_size`, `return_paths`, glyphs' options).
     """
-    return get_dataset(name).load(split, **options)
+    info = get_dataset(name)
+    given = {"data_dir": data_dir, "manual_dir": manual_dir, "download": download or None,
+             "test_fraction": test_fraction, "seed": seed, "on_corrupt": on_corrupt}
+    if test_fraction and "test_fraction" not in info.options:
+        raise ValueError(f"test_fraction applies to image folders only; {info.name!r} has a fixed class split.")
+    return info.load(split, **{k: v for k, v in given.items() if k in info.options}, **options)
 
 
 def _looks_like_path(name):
