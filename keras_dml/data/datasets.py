@@ -39,7 +39,7 @@ from typing import Callable
 import tensorflow as tf
 
 from keras_dml import checks
-from keras_dml.data import augment
+from keras_dml.data import augment, folders, tfds_datasets
 from keras_dml.data.splits import select_classes, split_classes
 
 SPLITS = ("train", "val", "test")
@@ -79,7 +79,7 @@ class DatasetInfo:
     input_kind: str
     input_scale: float
     options: tuple
-    loader: Callable = dataclasses.field(repr=False)  # (split, image_size, **options) -> Loaded
+    loader: Callable = dataclasses.field(repr=False)  # (split, **options) -> Loaded; pixels also get image_size
     class_names_of: Callable = dataclasses.field(default=None, repr=False)  # (split, **options) -> names
     fixed_size: int = None
     channels: int = 3
@@ -174,8 +174,6 @@ class DatasetInfo:
         chosen = val if split == "val" else train
         class_names = [loaded.class_names[c] for c in chosen]
         if loaded.files is not None:  # select the files before any is read
-            from keras_dml.data import folders
-
             files = folders.select_files(loaded.files, chosen)
             return Loaded(dataset=folders.read_files(files), class_names=class_names, files=files)
         return Loaded(dataset=select_classes(loaded.dataset, chosen, len(loaded.class_names)),
@@ -208,17 +206,11 @@ class DatasetInfo:
 # --- the registered datasets ----------------------------------------------------------------
 
 
-def _arrays(images, labels):
-    return Loaded(dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
-                  class_names=[str(c) for c in range(int(labels.max()) + 1)])
-
-
 def _load_digits(split, image_size):
     from keras_dml.data.digits import CLASSES, load_digits
 
-    images, labels = load_digits(split)
-    loaded = _arrays(images, labels)
-    return dataclasses.replace(loaded, class_names=[str(c) for c in CLASSES[split]])
+    return Loaded(dataset=tf.data.Dataset.from_tensor_slices(load_digits(split)),
+                  class_names=[str(c) for c in CLASSES[split]])
 
 
 def _load_glyphs(split, image_size, render_seed=None, **options):
@@ -228,31 +220,21 @@ def _load_glyphs(split, image_size, render_seed=None, **options):
         options["seed"] = render_seed
     images, labels, metadata = load_glyphs(split, image_size=image_size, return_metadata=True, **options)
     names = metadata["font" if options.get("by") == "font" else "character"]
-    loaded = _arrays(images, labels)
-    return dataclasses.replace(loaded, class_names=sorted(set(names.tolist())))
-
-
-def _load_tfds(name):
-    def load(split, **options):
-        from keras_dml.data.tfds_datasets import load_tfds
-
-        dataset, num_classes = load_tfds(name, split, **options)
-        return Loaded(dataset=dataset, class_names=_tfds_class_names(name, split))
-
-    return load
-
-
-def _tfds_class_names(name, split, **options):
-    from keras_dml.data.tfds_datasets import TFDS_DATASETS
-
-    _, first, end = TFDS_DATASETS[name].classes[split]
-    return [str(label) for label in range(first, end)]
+    return Loaded(dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
+                  class_names=sorted(set(names.tolist())))  # load_glyphs numbers classes in name order
 
 
 def _tfds_info(name, source):
+    def class_names(split, **options):  # TFDS label ids
+        _, first, end = tfds_datasets.TFDS_DATASETS[name].classes[split]
+        return [str(label) for label in range(first, end)]
+
+    def load(split, **options):
+        dataset, _ = tfds_datasets.load_tfds(name, split, **options)
+        return Loaded(dataset=dataset, class_names=class_names(split))
+
     return DatasetInfo(name=name, source=source, input_kind="encoded image", input_scale=1.0,
-                       options=("data_dir", "manual_dir", "download"), loader=_load_tfds(name),
-                       class_names_of=lambda split, **options: _tfds_class_names(name, split))
+                       options=("data_dir", "manual_dir", "download"), loader=load, class_names_of=class_names)
 
 
 DATASET_INFOS = {
@@ -275,7 +257,6 @@ DATASETS = tuple(DATASET_INFOS)
 
 def folder_info(path):
     """The `DatasetInfo` of an image folder `path/<class name>/<image files>`."""
-    from keras_dml.data import folders
 
     def load(split, **options):
         files = folders.list_image_folder(path, split, **options)
