@@ -53,7 +53,7 @@ def find_corrupt(paths):
     a regular file (a folder, a dangling link) is corrupt too.
     """
     paths = [os.fspath(p) for p in paths]
-    corrupt = {p: "not a regular file (a folder or a dangling link)" for p in paths if not os.path.isfile(p)}
+    corrupt = {p: "not a regular file (missing, a folder, or a dangling link)" for p in paths if not os.path.isfile(p)}
     candidates = [p for p in paths if p not in corrupt]
     if candidates:
         decoded = tf.data.Dataset.from_tensor_slices(candidates).enumerate().map(
@@ -64,14 +64,15 @@ def find_corrupt(paths):
         for index, path in enumerate(candidates):
             if index not in good:
                 try:  # decode it again, alone, for the decoder's reason
-                    read_image(path)
+                    decode_image(tf.io.read_file(path))
                     corrupt[path] = "failed to decode"
-                except ValueError as error:
-                    corrupt[path] = str(error).split(": ", 1)[-1]
+                except (tf.errors.OpError, OSError) as error:
+                    corrupt[path] = _reason(error)
     return {p: corrupt[p] for p in paths if p in corrupt}
 
 
 def _reason(error):
-    message = getattr(error, "message", None) or str(error)
-    return message.split("}}")[-1].strip().splitlines()[0] if message else type(error).__name__
+    """The decoder's words, without TensorFlow's op and function names."""
+    message = (getattr(error, "message", None) or str(error)).split("}}")[-1].split(" [Op:")[0].strip()
+    return message.splitlines()[0] if message else type(error).__name__
 
