@@ -9,14 +9,14 @@ disagree: `eval_batches` is the one evaluation input path.
 Deep metric learning is evaluated zero-shot: test classes are never seen in training
 (docs/methods.md, section 6). Every split is a split by class, labels re-indexed from 0.
 
-| name        | source                                   | `"train"`       | `"test"`           |
-|-------------|------------------------------------------|-----------------|--------------------|
-| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4             | 5-9                |
-| `"glyphs"`  | characters rendered from fonts (`load_glyphs`) | its train split | its test split |
-| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98            | 99-196             |
-| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100           | 101-200            |
-| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`    | `Ebay_test`        |
-| a folder    | `root/<class name>/<image files>`        | all, or `1 - test_fraction` of the classes | `test_fraction` |
+| name        | source                                   | `"train"` classes         | `"test"` classes   |
+|-------------|------------------------------------------|---------------------------|--------------------|
+| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4                       | 5-9                |
+| `"glyphs"`  | characters rendered from fonts           | `load_glyphs`' train      | its test           |
+| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98                      | 99-196             |
+| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100                     | 101-200            |
+| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`              | `Ebay_test`        |
+| a folder    | `root/<class name>/<image files>`        | all, or 1 - test_fraction | `test_fraction`    |
 
 `"val"` is `val_fraction` of the training classes (`split_classes` with `val_seed`),
 and `"train"` with `val_fraction > 0` is the rest: hyperparameters are chosen on
