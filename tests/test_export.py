@@ -8,7 +8,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from keras_dml import export
+from keras_dml.export import convert, verification
 from keras_dml.export import (ExportVerificationError, describe_export, export_embedder, export_pddm_scorer,
                               load_embedder)
 from keras_dml.index import Index
@@ -65,7 +65,7 @@ def test_small_cnn_export_reloads_and_matches_keras(small_embedder, tmp_path, in
                            pixel_scale=DIGITS_SCALE, metrics={"map_at_r": np.float32(0.5), "recall@1": 0.75})
     _check_artefacts(small_embedder, directory, card, uint8=include_preprocessing, pixel_scale=DIGITS_SCALE)
     assert card["metrics"] == {"map_at_r": 0.5, "recall@1": 0.75}
-    assert card["pixel_scale"] == (DIGITS_SCALE if include_preprocessing else None)
+    assert card["pixel_scale"] == DIGITS_SCALE
     assert card["versions"]["tensorflow"] == tf.__version__ and "tf2onnx" in card["versions"]
     text = describe_export(card, directory)
     assert str(directory) in text and "embedder.onnx" in text and "serving_default" in text
@@ -169,7 +169,7 @@ def test_failure_mid_export_leaves_the_directory_as_it_was(small_embedder, tmp_p
     def broken_converter(*args):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(export, "_write_onnx", broken_converter)
+    monkeypatch.setattr(convert, "write_onnx", broken_converter)
     with pytest.raises(RuntimeError, match="converter crashed"):
         export_embedder(small_embedder, directory, overwrite=True)
     assert [p.name for p in directory.iterdir()] == ["notes.txt"]
@@ -178,7 +178,7 @@ def test_failure_mid_export_leaves_the_directory_as_it_was(small_embedder, tmp_p
 
 
 def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference, not even 0, passes
+    monkeypatch.setattr(verification, "TOLERANCE", -1.0)  # no difference, not even 0, passes
     with pytest.raises(ExportVerificationError, match="differ from Keras's.*saved_model.*onnx"):
         export_embedder(small_embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
     assert not any(tmp_path.iterdir())
