@@ -8,7 +8,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from keras_dml.export import convert, verification
+from keras_dml.export import verification
 from keras_dml.export import (ExportVerificationError, describe_export, export_embedder, export_pddm_scorer,
                               load_embedder)
 from keras_dml.index import Index
@@ -147,34 +147,6 @@ def test_other_backends_are_told_to_export_from_tensorflow(small_embedder, tmp_p
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow.*'jax'"):
         export_embedder(small_embedder, tmp_path / "a")
-
-
-def test_non_empty_directory_is_refused_unless_overwrite(small_embedder, tmp_path):
-    directory = tmp_path / "export"
-    directory.mkdir()
-    (directory / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not empty; pass overwrite=True"):
-        export_embedder(small_embedder, directory, formats="saved_model", verify=False)
-    assert [p.name for p in directory.iterdir()] == ["notes.txt"]
-    export_embedder(small_embedder, directory, formats="saved_model", verify=False, overwrite=True)
-    assert sorted(p.name for p in directory.iterdir()) == ["model_card.json", "saved_model"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
-
-
-def test_failure_mid_export_leaves_the_directory_as_it_was(small_embedder, tmp_path, monkeypatch):
-    directory = tmp_path / "export"
-    directory.mkdir()
-    (directory / "notes.txt").write_text("keep me")
-
-    def broken_converter(*args):
-        raise RuntimeError("converter crashed")
-
-    monkeypatch.setattr(convert, "write_onnx", broken_converter)
-    with pytest.raises(RuntimeError, match="converter crashed"):
-        export_embedder(small_embedder, directory, overwrite=True)
-    assert [p.name for p in directory.iterdir()] == ["notes.txt"]
-    assert (directory / "notes.txt").read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
 def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path, monkeypatch):
