@@ -143,12 +143,6 @@ def test_bad_models_and_arguments_give_clear_errors(small_embedder, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_other_backends_are_told_to_export_from_tensorflow(small_embedder, tmp_path, monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match="KERAS_BACKEND=tensorflow.*'jax'"):
-        export_embedder(small_embedder, tmp_path / "a")
-
-
 def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path, monkeypatch):
     monkeypatch.setattr(verification, "TOLERANCE", -1.0)  # no difference, not even 0, passes
     with pytest.raises(ExportVerificationError, match="differ from Keras's.*saved_model.*onnx"):

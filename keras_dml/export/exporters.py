@@ -1,12 +1,16 @@
 """The public entry points, `export_embedder` and `export_pddm_scorer`: check the arguments, then write,
 verify and describe the artefacts in a staging directory that `atomic` moves into place.
+
+On the TensorFlow backend the artefacts are written in this process (`write`); on any
+other backend (JAX) a TensorFlow subprocess writes them (`tensorflow_process`). Either way
+they are verified here, against the model's own outputs on the current backend.
 """
 import json
 
 import keras
 import numpy as np
 
-from keras_dml.export import atomic, model_card, verification, write
+from keras_dml.export import atomic, model_card, tensorflow_process, verification, write
 from keras_dml.export.layout import FORMATS, ONNX_FILE, ONNX_OPSET, OUTPUT_NAME, SCORER_ONNX_FILE, SCORES_NAME
 
 
@@ -46,10 +50,14 @@ def export_embedder(model, directory, formats=FORMATS, include_preprocessing=Tru
     metrics = _check_metrics(metrics)
     if not pixel_scale > 0:
         raise ValueError(f"pixel_scale must be positive; got pixel_scale={pixel_scale!r}.")
-    serve = write.serving_function(embedder, include_preprocessing, pixel_scale)
 
     def write_verified(staging):
-        write.write_artefacts(embedder, serve, staging, formats, ONNX_FILE, opset, ("batch",))
+        if keras.backend.backend() == "tensorflow":
+            serve = write.serving_function(embedder, include_preprocessing, pixel_scale)
+            write.write_artefacts(embedder, serve, staging, formats, ONNX_FILE, opset, ("batch",))
+        else:
+            tensorflow_process.write_in_tensorflow(embedder, staging, "embedder", formats, opset,
+                                                   include_preprocessing, pixel_scale)
         parity = None
         if verify:
             cases = verification.embedder_cases(embedder, input_shape, include_preprocessing, pixel_scale)
@@ -83,13 +91,15 @@ def export_pddm_scorer(pddm, directory, formats=FORMATS, verify=True, overwrite=
     """
     pddm = getattr(pddm, "pddm", pddm)
     formats = _check_formats(formats)
-    _check_tensorflow_backend()
     if not isinstance(pddm, keras.layers.Layer) or not pddm.built or not getattr(pddm, "feature_dim", None):
         raise ValueError(f"pddm must be a built keras_dml.layers.PDDM (or hold one as .pddm); got {pddm!r}.")
-    serve = write.scorer_function(pddm)
 
     def write_verified(staging):
-        write.write_artefacts(pddm, serve, staging, formats, SCORER_ONNX_FILE, opset, ("batch", "candidates"))
+        if keras.backend.backend() == "tensorflow":
+            write.write_artefacts(pddm, write.scorer_function(pddm), staging, formats, SCORER_ONNX_FILE, opset,
+                                  ("batch", "candidates"))
+        else:
+            tensorflow_process.write_in_tensorflow(pddm, staging, "pddm_scorer", formats, opset)
         parity = None
         if verify:
             parity = {"batch_sizes": list(verification.VERIFY_BATCH_SIZES),
@@ -114,7 +124,6 @@ def _check_formats(formats):
 
 def _check_embedder(embedder):
     """The embedder's input shape without the batch; raises ValueError for what cannot be exported."""
-    _check_tensorflow_backend()
     if not isinstance(embedder, keras.Model):
         raise ValueError(f"model must be a keras.Model (or have an .embedder that is one); got {type(embedder)}.")
     inputs, outputs = getattr(embedder, "inputs", None), getattr(embedder, "outputs", None)
@@ -139,12 +148,6 @@ def _check_embedder(embedder):
                          "Decorate them with @keras.saving.register_keras_serializable() and give them "
                          "get_config, so the exported model can be traced back to a .keras file.")
     return input_shape
-
-
-def _check_tensorflow_backend():
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"Export runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
-                           f"the current backend is {keras.backend.backend()!r}.")
 
 
 def _is_serializable(cls):
