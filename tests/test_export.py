@@ -93,6 +93,48 @@ def test_grouped_convolution_and_exact_gelu_convert_to_onnx(tmp_path):
     _check_artefacts(embedder, tmp_path / "export", card, uint8=True, pixel_scale=DIGITS_SCALE)
 
 
+@keras.saving.register_keras_serializable(package="test_export")
+class AttentionBlock(keras.layers.Layer):
+    """A transformer block as keras-hub's ViT writes one: registered, its sublayers made in __init__ and not."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=dim // 2)
+        self.mlp = Mlp(dim)
+
+    def call(self, x):
+        y = self.norm(x)
+        x = x + self.attention(y, y)
+        return x + self.mlp(x)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+
+class Mlp(keras.layers.Layer):  # not registered: AttentionBlock rebuilds it from its own config
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out = keras.layers.Dense(2 * dim, activation="gelu"), keras.layers.Dense(dim)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_vit_like_attention_block_exports_and_matches_keras(tmp_path):
+    # ViT / DINOv2 ingredients: patches as tokens, layer norm, multi-head attention (einsum),
+    # exact GELU, a registered block whose inner layers are not registered.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    patches = keras.layers.Conv2D(8, 4, strides=4)(inputs)
+    tokens = AttentionBlock(8)(keras.layers.Reshape((4, 8))(patches))
+    embedding = keras.layers.Dense(16)(keras.layers.GlobalAveragePooling1D()(tokens))
+    embedder = keras.Model(inputs, keras.layers.UnitNormalization()(embedding), name="vit_like")
+    card = export_embedder(embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
+    _check_artefacts(embedder, tmp_path / "export", card, uint8=True, pixel_scale=DIGITS_SCALE)
+
+
 def test_only_the_embedder_of_a_metric_model_is_exported(small_embedder, tmp_path):
     class WithProxies(keras.Model):
         def __init__(self, embedder):

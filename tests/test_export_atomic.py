@@ -89,18 +89,21 @@ def test_a_swallowed_interrupt_still_aborts_the_export(small_embedder, tmp_path,
     # callbacks): a KeyboardInterrupt landing there is lost where it is raised.
     class InterruptedWhileCollected:
         def __del__(self):
-            signal.raise_signal(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # to the process, as Ctrl-C in a terminal
+
+    converter_returned = []
 
     def converter_interrupted_in_a_callback(*args):
         InterruptedWhileCollected()
+        converter_returned.append(True)  # the interrupt did not stop it
 
     directory = tmp_path / "export"
     before = _export(small_embedder, directory)
     monkeypatch.setattr(convert, "write_onnx", converter_interrupted_in_a_callback)
     with pytest.raises(KeyboardInterrupt):
         export_embedder(small_embedder, directory, overwrite=True, verify=False)
-    assert json.loads((directory / "model_card.json").read_text()) == before and _listing(tmp_path) == ["export"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert converter_returned and json.loads((directory / "model_card.json").read_text()) == before
+    assert _listing(tmp_path) == ["export"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_stale_staging_of_a_killed_export_is_removed_and_others_kept(small_embedder, tmp_path):

@@ -9,6 +9,7 @@ import json
 
 import keras
 import numpy as np
+from keras.src.models.functional import Functional
 
 from keras_dml.export import atomic, model_card, tensorflow_process, verification, write
 from keras_dml.export.layout import FORMATS, ONNX_FILE, ONNX_OPSET, OUTPUT_NAME, SCORER_ONNX_FILE, SCORES_NAME
@@ -52,12 +53,7 @@ def export_embedder(model, directory, formats=FORMATS, include_preprocessing=Tru
         raise ValueError(f"pixel_scale must be positive; got pixel_scale={pixel_scale!r}.")
 
     def write_verified(staging):
-        if keras.backend.backend() == "tensorflow":
-            serve = write.serving_function(embedder, include_preprocessing, pixel_scale)
-            write.write_artefacts(embedder, serve, staging, formats, ONNX_FILE, opset, ("batch",))
-        else:
-            tensorflow_process.write_in_tensorflow(embedder, staging, "embedder", formats, opset,
-                                                   include_preprocessing, pixel_scale)
+        _write_layer(embedder, staging, "embedder", formats, opset, include_preprocessing, pixel_scale)
         parity = None
         if verify:
             cases = verification.embedder_cases(embedder, input_shape, include_preprocessing, pixel_scale)
@@ -95,11 +91,7 @@ def export_pddm_scorer(pddm, directory, formats=FORMATS, verify=True, overwrite=
         raise ValueError(f"pddm must be a built keras_dml.layers.PDDM (or hold one as .pddm); got {pddm!r}.")
 
     def write_verified(staging):
-        if keras.backend.backend() == "tensorflow":
-            write.write_artefacts(pddm, write.scorer_function(pddm), staging, formats, SCORER_ONNX_FILE, opset,
-                                  ("batch", "candidates"))
-        else:
-            tensorflow_process.write_in_tensorflow(pddm, staging, "pddm_scorer", formats, opset)
+        _write_layer(pddm, staging, "pddm_scorer", formats, opset)
         parity = None
         if verify:
             parity = {"batch_sizes": list(verification.VERIFY_BATCH_SIZES),
@@ -111,6 +103,12 @@ def export_pddm_scorer(pddm, directory, formats=FORMATS, verify=True, overwrite=
         return card
 
     return atomic.write_atomically(directory, overwrite, write_verified)
+
+
+def _write_layer(layer, staging, kind, formats, opset, include_preprocessing=True, pixel_scale=1.0):
+    """`write.write_layer` in this process on TensorFlow, else in a TensorFlow subprocess."""
+    writer = write.write_layer if keras.backend.backend() == "tensorflow" else tensorflow_process.write_in_tensorflow
+    writer(layer, staging, kind, formats, opset, include_preprocessing, pixel_scale)
 
 
 def _check_formats(formats):
@@ -140,14 +138,26 @@ def _check_embedder(embedder):
     if None in input_shape:
         raise ValueError(f"Export needs a fixed input shape besides the batch; {embedder.name} takes "
                          f"{tuple(inputs[0].shape)}.")
-    unregistered = sorted({f"{type(layer).__module__}.{type(layer).__qualname__}"
-                           for layer in embedder._flatten_layers(include_self=True, recursive=True)
-                           if not _is_serializable(type(layer))})
+    unregistered = sorted(_unserializable_classes(embedder))
     if unregistered:
         raise ValueError(f"{embedder.name} uses custom classes Keras cannot reload: {unregistered}. "
                          "Decorate them with @keras.saving.register_keras_serializable() and give them "
                          "get_config, so the exported model can be traced back to a .keras file.")
     return input_shape
+
+
+def _unserializable_classes(layer):
+    """Names of the classes in `layer`'s config that Keras cannot reload.
+
+    A functional or Sequential model's config lists its layers, so those are checked too;
+    any other layer rebuilds its sublayers from its own config (keras-hub's `ViTBackbone`
+    makes unregistered `ViTEncoder` layers), so only its own class counts.
+    """
+    found = set() if _is_serializable(type(layer)) else {f"{type(layer).__module__}.{type(layer).__qualname__}"}
+    if isinstance(layer, keras.Sequential) or type(layer).get_config is Functional.get_config:
+        for sublayer in layer.layers:
+            found |= _unserializable_classes(sublayer)
+    return found
 
 
 def _is_serializable(cls):

@@ -24,6 +24,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_dml.export import write
+
 KERAS_FILE = "model.keras"
 CONFIG_FILE, WEIGHTS_FILE = "layer.json", "weights.npz"
 REQUEST_FILE = "request.json"
@@ -41,7 +43,7 @@ def write_in_tensorflow(layer, directory, kind, formats, opset, include_preproce
     modules = _class_modules(layer)
     with tempfile.TemporaryDirectory(prefix="keras_dml_export_") as scratch:
         scratch = Path(scratch)
-        if isinstance(layer, keras.Model):
+        if kind == "embedder":
             layer.save(scratch / KERAS_FILE)
         else:
             (scratch / CONFIG_FILE).write_text(json.dumps(keras.saving.serialize_keras_object(layer)))
@@ -77,20 +79,13 @@ def main(argv=None):
         raise RuntimeError(f"The export subprocess runs with KERAS_BACKEND=tensorflow; got {keras.backend.backend()!r}.")
     for module in ("keras_dml.layers", "keras_dml.losses", "keras_dml.models", *request["modules"]):
         importlib.import_module(module)
-    from keras_dml.export import write
-    from keras_dml.export.layout import ONNX_FILE, SCORER_ONNX_FILE
-
     scratch = Path(request["scratch"])
     if request["kind"] == "embedder":
         layer = keras.saving.load_model(scratch / KERAS_FILE, compile=False)
-        serve = write.serving_function(layer, request["include_preprocessing"], request["pixel_scale"])
-        onnx_file, dynamic_dims = ONNX_FILE, ("batch",)
     else:
         layer = keras.saving.deserialize_keras_object(json.loads((scratch / CONFIG_FILE).read_text()))
         with np.load(scratch / WEIGHTS_FILE) as weights:
             layer.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
-        serve = write.scorer_function(layer)
-        onnx_file, dynamic_dims = SCORER_ONNX_FILE, ("batch", "candidates")
-    write.write_artefacts(layer, serve, Path(request["directory"]), request["formats"], onnx_file,
-                          request["opset"], dynamic_dims)
+    write.write_layer(layer, Path(request["directory"]), request["kind"], request["formats"], request["opset"],
+                      request["include_preprocessing"], request["pixel_scale"])
     return 0

@@ -10,8 +10,8 @@ import contextlib
 import logging
 
 from keras_dml.export import convert
-from keras_dml.export.layout import (CANDIDATES_NAME, INPUT_NAME, OUTPUT_NAME, QUERY_NAME, SAVED_MODEL_DIR,
-                                     SCORES_NAME, SIGNATURE)
+from keras_dml.export.layout import (CANDIDATES_NAME, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, QUERY_NAME,
+                                     SAVED_MODEL_DIR, SCORER_ONNX_FILE, SCORES_NAME, SIGNATURE)
 
 
 def serving_function(embedder, include_preprocessing=True, pixel_scale=1.0):
@@ -45,6 +45,16 @@ def scorer_function(pddm):
         return {SCORES_NAME: tf.cast(pddm(query[:, None, :], candidates), tf.float32)}
 
     return score
+
+
+def write_layer(layer, directory, kind, formats, opset, include_preprocessing=True, pixel_scale=1.0):
+    """Write an embedder (`kind="embedder"`) or a PDDM layer (`kind="pddm_scorer"`) to `directory`."""
+    if kind == "embedder":
+        serve = serving_function(layer, include_preprocessing, pixel_scale)
+        write_artefacts(layer, serve, directory, formats, ONNX_FILE, opset, ("batch",))
+    else:
+        write_artefacts(layer, scorer_function(layer), directory, formats, SCORER_ONNX_FILE, opset,
+                        ("batch", "candidates"))
 
 
 def write_artefacts(layer, serve, directory, formats, onnx_file, opset, dynamic_dims):
