@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -114,7 +115,7 @@ def test_stale_staging_of_a_killed_export_is_removed_and_others_kept(small_embed
             (folder / "owner.json").write_text(json.dumps(owner))
         return folder
 
-    host = os.uname().nodename
+    host = socket.gethostname()
     killed = staging(".export.0a.partial", {"host": host, "pid": _dead_pid(), "started": 0.0})
     running = staging(".export.0b.partial", {"host": host, "pid": os.getppid(), "started": 0.0})
     unmarked = staging(".export.0c.partial", None)
