@@ -4,7 +4,9 @@
    TF SavedModel and an ONNX model taking raw uint8 images, reloads both and checks
    they match Keras to 1e-4 before reporting them written.
 2. ONNX Runtime embeds a gallery; `keras_dml.index.Index` answers nearest-neighbour
-   queries (exact by default, faiss when installed) and is saved next to the model.
+   queries (exact by default, faiss when installed) and is saved next to the model:
+   `OUT/embedder/` holds the export, `OUT/index/` the index. (Export replaces only a
+   previous export, so the index does not go inside it.)
 
     python examples/export_and_serve.py [--out exported]    # ~1 minute
     python examples/export_and_serve.py --fast
@@ -34,12 +36,13 @@ def main(out, epochs):
     embedder.fit(images, labels, batch_size=128, epochs=epochs, verbose=0)
 
     # Digits pixels are 0..16 in uint8 form; the embedder was trained on pixels / 16.
-    card = export_embedder(embedder, out, pixel_scale=1 / 16, overwrite=True)
-    print(describe_export(card, out))
+    export_dir = os.path.join(out, "embedder")
+    card = export_embedder(embedder, export_dir, pixel_scale=1 / 16, overwrite=True)
+    print(describe_export(card, export_dir))
 
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(os.path.join(out, "embedder.onnx"))
+    session = onnxruntime.InferenceSession(os.path.join(export_dir, "embedder.onnx"))
     raw = np.round(test_images * 16).astype("uint8")
     gallery = session.run(None, {session.get_inputs()[0].name: raw})[0]
 
@@ -54,7 +57,7 @@ def main(out, epochs):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", help="export directory (default: a temporary one)")
+    parser.add_argument("--out", help="folder for embedder/ and index/ (default: a temporary one)")
     parser.add_argument("--fast", action="store_true", help="2 epochs (smoke test)")
     args = parser.parse_args()
     epochs = 2 if args.fast else 20

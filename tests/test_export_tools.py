@@ -46,6 +46,10 @@ def test_export_script_writes_verified_artefacts_with_the_run_metrics(exported, 
     assert (output / "embedder.onnx").is_file() and (output / "saved_model" / "saved_model.pb").is_file()
     with pytest.raises(FileExistsError, match="overwrite=True"):
         _script("export_embedder").main([str(run), "--out", str(output)])
+    for target in (run, run.parent):  # the run directory, or one holding it, is never replaced
+        with pytest.raises(ValueError, match="holds files an export did not write"):
+            _script("export_embedder").main([str(run), "--out", str(target), "--overwrite"])
+    assert sorted(p.name for p in run.iterdir()) == ["embedder.keras", "metrics.json"]
     _script("export_embedder").main([str(run / "embedder.keras"), "--out", str(output), "--overwrite",
                                      "--formats", "onnx", "--float-input"])
     assert "images float32" in capsys.readouterr().out
