@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_dml.export import verification
-from keras_dml.export import (ExportVerificationError, describe_export, export_embedder, export_pddm_scorer,
-                              load_embedder)
+from keras_dml.export import ExportVerificationError, describe_export, export_embedder, export_pddm_scorer
 from keras_dml.index import Index
 from keras_dml.layers import PDDM
 from keras_dml.models.embedder import build_embedder
@@ -190,23 +189,6 @@ def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path,
     with pytest.raises(ExportVerificationError, match="differ from Keras's.*saved_model.*onnx"):
         export_embedder(small_embedder, tmp_path / "export", pixel_scale=DIGITS_SCALE)
     assert not any(tmp_path.iterdir())
-
-
-def test_load_embedder_from_keras_file_or_run_directory(small_embedder, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    small_embedder.save(run / "embedder.keras")
-    (run / "metrics.json").write_text(json.dumps({"map_at_r": 0.25}))
-    embedder, metrics = load_embedder(run)
-    assert metrics == {"map_at_r": 0.25} and embedder.name == small_embedder.name
-    images = _pixels((8, 8, 1), 2, seed=0).astype("float32") / 255
-    np.testing.assert_allclose(embedder.predict(images, verbose=0), small_embedder.predict(images, verbose=0))
-    embedder, metrics = load_embedder(run / "embedder.keras")
-    assert metrics is None
-    with pytest.raises(ValueError, match="must hold embedder.keras or exactly one .keras file"):
-        load_embedder(tmp_path)
-    with pytest.raises(ValueError, match="a .keras file or a run directory"):
-        load_embedder(run / "metrics.json")
 
 
 def test_pddm_scorer_export_reloads_matches_keras_and_reranks_like_it(tmp_path):

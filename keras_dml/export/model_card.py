@@ -1,6 +1,7 @@
 """The model card (`model_card.json`): what an export holds, how to feed it, versions, metrics, parity.
 
 It is also the mark of an export: `read_card` recognises a directory a previous export wrote.
+`describe_export` turns a card into the few lines the command line prints.
 """
 import json
 
@@ -95,3 +96,22 @@ def read_card(directory):
     if isinstance(card, dict) and card.get("kind") in KINDS and isinstance(card.get("artefacts"), dict):
         return card
     return None
+
+
+def describe_export(card, directory):
+    """A few lines saying what `export_embedder` wrote to `directory` and how well it matched Keras."""
+    lines = [f"Exported {card['model_name']} to {directory}:"]
+    inputs = card["inputs"] if "inputs" in card else [card["input"]]
+    signature = " -> ".join(", ".join(f"{t['name']} {t['dtype']} {tuple(t['shape'])}" for t in tensors)
+                            for tensors in (inputs, [card["output"]]))
+    for fmt, artefact in card["artefacts"].items():
+        detail = f"signature {artefact['signature']!r}" if fmt == "saved_model" else f"opset {artefact['opset']}"
+        lines.append(f"  {artefact['path']:<18} {fmt} ({detail}): {signature}")
+    check = card["verification"]
+    if check is None:
+        lines.append("  not verified (verify=False)")
+    else:
+        diffs = ", ".join(f"{fmt} {diff:.1e}" for fmt, diff in check["max_abs_diff"].items())
+        lines.append(f"  parity with Keras, max |difference| over batch sizes {check['batch_sizes']}: "
+                     f"{diffs} (tolerance {check['tolerance']:.0e})")
+    return "\n".join(lines)
