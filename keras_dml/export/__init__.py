@@ -261,8 +261,7 @@ def _check_embedder(embedder):
         raise ValueError(f"Export needs a fixed input shape besides the batch; {embedder.name} takes "
                          f"{tuple(inputs[0].shape)}.")
     unregistered = sorted({f"{type(layer).__module__}.{type(layer).__qualname__}"
-                           for layer in embedder._flatten_layers(include_self=True, recursive=True)
-                           if not _is_serializable(type(layer))})
+                           for layer in _rebuilt_layers(embedder) if not _is_serializable(type(layer))})
     if unregistered:
         raise ValueError(f"{embedder.name} uses custom classes Keras cannot reload: {unregistered}. "
                          "Decorate them with @keras.saving.register_keras_serializable() and give them "
@@ -274,6 +273,19 @@ def _check_tensorflow_backend():
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"Export runs on the TensorFlow backend (KERAS_BACKEND=tensorflow); "
                            f"the current backend is {keras.backend.backend()!r}.")
+
+
+def _rebuilt_layers(layer):
+    """`layer` and the layers inside it that Keras rebuilds one by one from a .keras file.
+
+    A registered model class outside Keras (a keras-hub backbone) rebuilds its own inner
+    layers from its constructor arguments, so those need no registration of their own.
+    """
+    yield layer
+    if isinstance(layer, keras.Model) and type(layer).__module__.split(".")[0] != "keras" and _is_serializable(type(layer)):
+        return
+    for sub in layer._flatten_layers(include_self=False, recursive=False):
+        yield from _rebuilt_layers(sub)
 
 
 def _is_serializable(cls):
