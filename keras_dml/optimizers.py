@@ -1,4 +1,4 @@
-"""A larger learning rate for proxies, that also holds under Adam.
+"""Per-group learning rates (proxies faster, a pretrained backbone slower), that also hold under Adam.
 
 Proxy-based losses train their proxies faster than the backbone (the potential-field
 paper: 100x). Scaling the proxies' gradient does not do it under Adam or AdamW, whose
@@ -49,29 +49,63 @@ def with_proxy_lr_multiplier(optimizer, proxy_lr_multiplier, variables=PROXY_VAR
     Returns a `keras.optimizers.MultiOptimizer` to pass to `model.compile(optimizer=...)`.
     Callbacks that change the learning rate must address `optimizer.optimizers[i]`.
     """
-    if not hasattr(keras.optimizers, "MultiOptimizer"):
-        raise ImportError(f"with_proxy_lr_multiplier needs Keras >= 3.15 (keras.optimizers.MultiOptimizer); "
-                          f"this is Keras {keras.__version__}.")
     if proxy_lr_multiplier <= 0:
         raise ValueError(f"proxy_lr_multiplier must be positive; got {proxy_lr_multiplier}.")
+    return with_lr_multipliers(optimizer, {variables: proxy_lr_multiplier})
+
+
+def with_lr_multipliers(optimizer, multipliers):
+    """`optimizer` for every variable, and for each `{pattern: factor}` of `multipliers` a
+    copy at `factor` x its learning rate for the variables whose path fully matches the
+    regular expression `pattern` (or is exactly one of the paths in a list).
+
+    A smaller rate for a pretrained backbone than for the new head and proxies:
+
+    >>> import keras, keras_dml
+    >>> embedder = keras_dml.models.build_embedder("small_cnn", 8, input_shape=(8, 8, 1))
+    >>> optimizer = keras_dml.optimizers.with_lr_multipliers(
+    ...     keras.optimizers.Adam(1e-3), {keras_dml.optimizers.PROXY_VARIABLES: 100.0,
+    ...                                   keras_dml.optimizers.variable_paths(embedder.get_layer("backbone")): 0.1})
+    >>> [round(float(o.learning_rate), 6) for o in optimizer.optimizers]
+    [0.1, 0.0001, 0.001]
+    """
+    if not hasattr(keras.optimizers, "MultiOptimizer"):
+        raise ImportError(f"with_lr_multipliers needs Keras >= 3.15 (keras.optimizers.MultiOptimizer); "
+                          f"this is Keras {keras.__version__}.")
     optimizer = keras.optimizers.get(optimizer)
     if isinstance(optimizer, (keras.optimizers.MultiOptimizer, keras.optimizers.LossScaleOptimizer)):
         raise ValueError(
             f"optimizer must be a plain Keras optimizer, not a {type(optimizer).__name__} "
             "(compile() adds loss scaling itself under mixed_float16)."
         )
+    optimizer_map = {}
+    for index, (pattern, factor) in enumerate(multipliers.items()):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise ValueError(f"multipliers must map patterns to positive factors; got {pattern!r}: {factor!r}.")
+        suffix = "proxies" if pattern == PROXY_VARIABLES else f"x{index}"  # "proxies": the name checkpoints know
+        scaled = _scaled_copy(optimizer, factor, f"{optimizer.name}_{suffix}")
+        for key in (pattern,) if isinstance(pattern, str) else pattern:
+            optimizer_map[key] = scaled
+    return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(optimizer, optimizer_map))
+
+
+def variable_paths(layer):
+    """The paths of `layer`'s variables, as a key of `with_lr_multipliers` (matched exactly)."""
+    return tuple(variable.path for variable in layer.variables)
+
+
+def _scaled_copy(optimizer, factor, name):
+    """A fresh optimizer of `optimizer`'s class and config at `factor` x its learning rate."""
     config = optimizer.get_config()
     learning_rate = config["learning_rate"]
     if isinstance(learning_rate, dict):
         schedule = keras.saving.deserialize_keras_object(learning_rate)
         if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
-                "with_proxy_lr_multiplier needs a float learning rate or a LearningRateSchedule; "
+                "learning-rate multipliers need a float learning rate or a LearningRateSchedule; "
                 f"got {schedule!r}."
             )
-        scaled = ScaledSchedule(schedule, proxy_lr_multiplier)
+        scaled = ScaledSchedule(schedule, factor)
     else:
-        scaled = float(learning_rate) * proxy_lr_multiplier
-    proxy_config = {**config, "learning_rate": scaled, "name": f"{optimizer.name}_proxies"}
-    proxy_optimizer = type(optimizer).from_config(proxy_config)
-    return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(optimizer, {variables: proxy_optimizer}))
+        scaled = float(learning_rate) * factor
+    return type(optimizer).from_config({**config, "learning_rate": scaled, "name": name})

@@ -1,8 +1,10 @@
 """`build_embedder`: images -> backbone -> global pooling -> Dense -> L2 normalisation.
 
 The model takes images as they come: raw RGB pixel values in `[0, 255]` (float) for the
-`keras.applications` backbones, whose own preprocessing sits inside the model, and
-whatever the data holds for the small test backbones (the digits are `[0, 1]`).
+`keras.applications` and keras-hub transformer backbones, whose own preprocessing sits
+inside the model, and whatever the data holds for the small test backbones (the digits
+are `[0, 1]`). Transformers (`keras_dml.models.transformers`) pool their tokens instead
+of a feature map: the class token, the mean of the patch tokens, or both.
 
 Example:
 
@@ -14,6 +16,7 @@ Example:
 import keras
 
 from keras_dml.layers import ChannelNormalization, get_pooling
+from keras_dml.models import transformers
 
 # Keras's ResNet-50 was trained on BGR images minus these channel means ("caffe" mode).
 RESNET_CAFFE_MEAN = (103.939, 116.779, 123.68)
@@ -30,12 +33,13 @@ APPLICATIONS = {
     "mobilenetv3_large": ("MobileNetV3Large", {"include_preprocessing": True}),
 }
 SMALL_BACKBONES = ("small_cnn", "mlp")
-BACKBONES = tuple(APPLICATIONS) + SMALL_BACKBONES
+BACKBONES = tuple(APPLICATIONS) + tuple(transformers.TRANSFORMERS) + SMALL_BACKBONES
 MIN_APPLICATION_SIZE = 32
 
 
 def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weights=None, pooling="avg",
-                   freeze_batchnorm=True, normalize=True):
+                   freeze_batchnorm=True, normalize=True, token="class", freeze_backbone=False,
+                   backbone_options=None):
     """An embedding model: `backbone -> pooling -> Dense(embedding_dim) -> L2 normalise`.
 
     Args:
@@ -43,12 +47,17 @@ def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weigh
             `"efficientnet_b0"`, `"efficientnetv2_b0"`, `"efficientnetv2_s"`,
             `"convnext_tiny"`, `"mobilenetv3_small"`, `"mobilenetv3_large"`), which
             takes RGB `(height, width, 3)` images of at least 32x32 with values in
-            `[0, 255]`; `"small_cnn"` (two 3x3 convolutions, any `(height, width,
-            channels)`), or `"mlp"` (one hidden layer of 256 on the flattened input).
+            `[0, 255]`; a keras-hub vision transformer (`"vit_small"`, `"vit_base"`,
+            `"dinov2_small"`, `"dinov2_base"`), which takes square RGB images whose side
+            is a multiple of its patch size (16, 14), values in `[0, 255]`; `"small_cnn"`
+            (two 3x3 convolutions, any `(height, width, channels)`), or `"mlp"` (one
+            hidden layer of 256 on the flattened input).
         embedding_dim: width of the embedding, at least 1.
         input_shape: shape of one image, without the batch dimension.
         weights: `None` (random initialisation) or `"imagenet"` (Keras downloads the
-            pretrained weights), or a weights file; applications backbones only.
+            pretrained weights), or a weights file, for applications backbones; for
+            transformers `None`, `"pretrained"` (the size's keras-hub preset, downloaded
+            on first use), or a preset name or local preset directory.
         pooling: `"avg"`, `"max"`, `"avgmax"` (their sum) or `"gem"` (generalized mean
             with a learnable exponent); `"mlp"` has no feature map and takes only the
             default.
@@ -57,6 +66,14 @@ def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weigh
             `fit`: the usual setting when fine-tuning a pretrained backbone on the small
             batches of metric learning. Set it to False when training from scratch.
         normalize: end with L2 normalisation, so embeddings have unit norm.
+        token: transformers only: `"class"` (the class token), `"mean"` (mean of the
+            patch tokens) or `"class_mean"` (both, concatenated).
+        freeze_backbone: `True` freezes the whole backbone (only the head trains); an
+            integer `n` freezes a transformer's patch embedding and its first `n` blocks.
+            For a smaller learning rate of the backbone instead, see
+            `keras_dml.optimizers.with_lr_multipliers`.
+        backbone_options: transformers with `weights=None` only: keras-hub constructor
+            arguments that replace keras_dml's size (e.g. `{"num_layers": 2}`).
 
     Returns:
         A functional `keras.Model` named `f"{backbone}_embedder"` from `images` to
@@ -70,20 +87,36 @@ def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weigh
     if backbone == "mlp" and pooling != "avg":
         raise ValueError(f"backbone='mlp' has no feature map to pool; leave pooling at its default, "
                          f"got pooling={pooling!r}.")
-    pooling_layer = None if backbone == "mlp" else get_pooling(pooling, name=f"{pooling}_pooling")
+    has_feature_map = backbone != "mlp" and backbone not in transformers.TRANSFORMERS
+    pooling_layer = get_pooling(pooling, name=f"{pooling}_pooling") if has_feature_map else None
     if weights is not None and backbone in SMALL_BACKBONES:
         raise ValueError(f"backbone={backbone!r} has no pretrained weights; use weights=None.")
+    if backbone_options is not None and backbone not in transformers.TRANSFORMERS:
+        raise ValueError(f"backbone_options is for the transformer backbones; got backbone={backbone!r}.")
+    if freeze_backbone is not True and freeze_backbone is not False and backbone not in transformers.TRANSFORMERS:
+        raise ValueError(f"freeze_backbone takes True or False for backbone={backbone!r} (a number of blocks "
+                         f"only for transformers); got freeze_backbone={freeze_backbone!r}.")
 
     images = keras.Input(input_shape, name="images")
     x = images
     if backbone == "resnet50":
         x = ChannelNormalization(RESNET_CAFFE_MEAN, reverse_channels=True, name="resnet_preprocessing")(x)
-    net = _backbone(backbone, input_shape, weights)
+    if backbone in transformers.TRANSFORMERS:
+        mean, std = transformers.pixel_normalization(backbone)
+        x = ChannelNormalization(mean, std, name="transformer_preprocessing")(x)
+    net = _backbone(backbone, input_shape, weights, backbone_options)
     if freeze_batchnorm:
         for layer in _batchnorm_layers(net):
             layer.trainable = False
+    if freeze_backbone is True:
+        net.trainable = False
+    elif freeze_backbone:
+        transformers.freeze_blocks(net, freeze_backbone)
     x = net(x)
-    if pooling_layer is not None:
+    if backbone in transformers.TRANSFORMERS:
+        num_patches = (input_shape[0] // transformers.TRANSFORMERS[backbone].patch_size) ** 2
+        x = transformers.TokenPooling(token, num_patches, name=f"{token}_token")(x)
+    elif pooling_layer is not None:
         x = pooling_layer(x)
     x = keras.layers.Dense(embedding_dim, name="embedding")(x)
     if normalize:
@@ -103,14 +136,18 @@ def _check_input_shape(backbone, input_shape):
                 f"and width at least {MIN_APPLICATION_SIZE}; got input_shape={shape}. Resize the images "
                 "or use backbone='small_cnn' for small inputs."
             )
+    elif backbone in transformers.TRANSFORMERS:
+        transformers.check_image_shape(backbone, shape)
     elif backbone == "small_cnn" and len(shape) != 3:
         raise ValueError(f"backbone='small_cnn' takes images of shape (height, width, channels); "
                          f"got input_shape={shape}.")
     return shape
 
 
-def _backbone(backbone, input_shape, weights):
-    """The feature extractor as a model named "backbone", from images to a feature map or vector."""
+def _backbone(backbone, input_shape, weights, backbone_options=None):
+    """The feature extractor as a model named "backbone", from images to a feature map, vector or tokens."""
+    if backbone in transformers.TRANSFORMERS:
+        return transformers.build_transformer(backbone, input_shape, weights, backbone_options)
     if backbone in APPLICATIONS:
         constructor, options = APPLICATIONS[backbone]
         try:
