@@ -39,6 +39,18 @@ def test_potential_field_recipes_follow_the_supplement_with_sources():
     assert set(cars) - {"dataset", "loss"} <= set(sources)  # every setting has its source
 
 
+def test_dinov2_potential_field_recipes_are_the_papers_dino_setting_on_keras_hub():
+    for dataset in ("cars196", "cub200", "sop"):
+        recipe = recipes.get_recipe(f"{dataset}-dinov2-potential-field")
+        TrainConfig.from_dict(recipe)
+        base = recipes.get_recipe(f"{dataset}-potential-field")
+        assert (recipe["backbone"], recipe["embedding_dim"], recipe["weights"]) == ("dinov2_small", 384, "pretrained")
+        assert recipe["loss"] == base["loss"] and recipe["epochs"] == base["epochs"]
+        assert recipe["image_size"] % 14 == 0
+    sources = recipes.sources("cub200-dinov2-potential-field")
+    assert sources["embedding_dim"].startswith(recipes.PAPER) and sources["backbone"].startswith(recipes.OURS)
+
+
 def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
     assert TrainConfig.parse("dataset", "photos/cats") == "photos/cats"
     assert TrainConfig.parse("weights", "null") is None

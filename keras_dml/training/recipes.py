@@ -32,6 +32,14 @@ IMAGE_MODEL = {
     "pooling": "avg",
 }
 
+# The paper's DINO setting (384-d), with the DINOv2 ViT-S/14 that keras-hub offers.
+DINOV2_MODEL = {
+    "backbone": "dinov2_small",
+    "weights": "pretrained",
+    "embedding_dim": 384,
+    "image_size": 224,
+}
+
 BENCHMARK_DATASETS = {
     "cars196": {"dataset": "cars196", "classes_per_batch": 30, "samples_per_class": 4, "epochs": 60},
     "cub200": {"dataset": "cub200", "classes_per_batch": 30, "samples_per_class": 4, "epochs": 60},
@@ -84,6 +92,12 @@ OVERRIDES = {
 }
 
 # Where each potential-field setting comes from.
+_DINOV2_SOURCES = {
+    "backbone": f"{OURS} (the paper reports DINO at 384-d; keras-hub offers DINOv2-S/14)",
+    "weights": f"{OURS} (keras-hub preset dinov2_small, downloaded on first use)",
+    "embedding_dim": f"{PAPER} (384-d for DINO)", "image_size": f"{OURS} (224 = 16 patches of 14)",
+    "learning_rate": f"{OURS} (the ResNet-50 setting of the supplement, not re-tuned for a transformer)",
+}
 SOURCES = {
     "potential-field": {
         "backbone": PAPER, "embedding_dim": PAPER, "weights": PAPER,
@@ -126,6 +140,7 @@ def _build():
         for method_name, method in METHODS.items():
             recipe = _merge(_merge({**IMAGE_MODEL, **data}, method), OVERRIDES.get((data_name, method_name), {}))
             recipes[f"{data_name}-{method_name}"] = recipe
+        recipes[f"{data_name}-dinov2-potential-field"] = {**recipes[f"{data_name}-potential-field"], **DINOV2_MODEL}
     for method_name, method in METHODS.items():
         recipes[f"digits-{method_name}"] = _merge(method, DIGITS)
     return recipes
@@ -151,4 +166,4 @@ def describe(r):
 def sources(name):
     """`{setting: source}` for the recipe `name` (empty where the recipe states none)."""
     method = next((m for m in METHODS if name.endswith(m) and not name.startswith("digits-")), None)
-    return dict(SOURCES.get(method, {}))
+    return {**SOURCES.get(method, {}), **(_DINOV2_SOURCES if "-dinov2-" in name else {})}
