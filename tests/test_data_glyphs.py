@@ -114,6 +114,14 @@ def test_placeholder_and_symbol_fonts_are_left_out():
     assert set(meta["font"].tolist()) == {os.path.basename(path) for path in FONTS}
 
 
+def test_default_fonts_leave_out_their_symbol_fonts_silently():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, _, meta = load_glyphs("train", characters=glyphs.LATIN, renders=1, return_metadata=True)
+    assert not [w for w in caught if issubclass(w.category, glyphs.SkippedFontWarning)]
+    assert "cmex10.ttf" not in set(meta["font"].tolist()) and "DejaVuSans.ttf" in set(meta["font"].tolist())
+
+
 def test_cache_is_reused_and_invalidated_by_settings(cache_in_tmp, monkeypatch):
     first = load_glyphs("train", fonts=FONTS[:2], renders=1)[0]
     files = os.listdir(cache_in_tmp)
