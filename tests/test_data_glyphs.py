@@ -149,6 +149,7 @@ def test_cache_is_reused_and_invalidated_by_settings(cache_in_tmp, monkeypatch):
     ({"split": "val"}, "split"),
     ({"image_size": 8}, "image_size"),
     ({"renders": 0}, "renders"),
+    ({"seed": -1}, "seed"),
     ({"fonts": [os.path.join(FONT_DIR, "DejaVuSansDisplay.ttf")]}, "fonts"),  # no letters at all
     ({"fonts": [SANS], "by": "font"}, "fonts"),  # one font: one class
     ({"characters": "a"}, "characters"),

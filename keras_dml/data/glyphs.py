@@ -19,7 +19,8 @@ image, or the same image as several other characters (a "last resort" font) is l
 out; a font whose glyphs mostly do not look like these characters in other fonts (a
 symbol font with letters in its cmap) is left out (a `SkippedFontWarning` says so, unless
 the fonts are matplotlib's default set); two characters that render the same
-image in one font (Greek Phi and Cyrillic Ef) keep the first one there. Characters that
+image in one font (Greek kappa and Cyrillic ka in DejaVu Serif) keep the first one
+there. Characters that
 look the same in most typefaces across scripts (Latin A, Greek Alpha, Cyrillic A) are
 listed in `CONFUSABLES` and left out, so that no two classes share a glyph.
 
@@ -36,6 +37,7 @@ Example:
 """
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 import warnings
@@ -129,8 +131,9 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}; got image_size={image_size}.")
     renders = checks.positive_int(renders, "renders")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got seed={seed!r}.")
+    seed = int(seed)
     characters = _check_characters(characters)
     paths = font_files(fonts)
 
