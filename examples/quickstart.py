@@ -47,7 +47,7 @@ def main(epochs=8, renders=3, seed=0, grid=None):
     # images -> two 3x3 convolutions -> average pooling -> Dense(64) -> L2 normalisation
     embedder = keras_dml.models.build_embedder("small_cnn", embedding_dim=64, input_shape=images.shape[1:])
     loss = keras_dml.losses.TripletLoss(margin=0.2, positive="easy", negative="semihard")
-    embedder.compile(optimizer=keras.optimizers.Adam(2e-3), loss=loss, jit_compile=True)
+    embedder.compile(optimizer=keras.optimizers.Adam(2e-3), loss=loss)
 
     def retrieval(embeddings):
         return keras_dml.evaluation.retrieval_metrics(embeddings, test_labels)
