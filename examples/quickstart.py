@@ -20,10 +20,10 @@ the first call also renders the glyphs (seconds) and caches them.
     python examples/quickstart.py --grid grid.png # also draw test queries and their top 6
 
 Reading the result. Recall@1 is the share of test images whose nearest other test image
-shows the same character; MAP@R ranks all R images of the query's character (R = 65 or
-so here) and is 1 only when all of them come before any other character. The untrained
-network starts below raw pixels; the trained one leaves both far behind, on characters it
-never saw.
+shows the same character; MAP@R ranks all R other images of the query's character (R is
+47 to 65 here) and is 1 only when all of them come before any other character. The
+untrained network starts below raw pixels; the trained one leaves both far behind, on
+characters it never saw (Recall@1 0.44 -> 0.95, MAP@R 0.04 -> 0.50, 3 seeds).
 """
 import argparse
 import os
