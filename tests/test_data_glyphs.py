@@ -143,6 +143,17 @@ def test_cache_is_reused_and_invalidated_by_settings(cache_in_tmp, monkeypatch):
     assert len(os.listdir(cache_in_tmp / "elsewhere")) == 1
 
 
+def test_unreadable_cache_is_rendered_again(cache_in_tmp):
+    first = load_glyphs("train", fonts=FONTS[:2], renders=1)[0]
+    (path,) = cache_in_tmp.iterdir()
+    path.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable glyph cache"):
+        again = load_glyphs("train", fonts=FONTS[:2], renders=1)[0]
+    np.testing.assert_array_equal(first, again)
+    with np.load(path) as rewritten:  # both splits' renders, readable again
+        assert rewritten["images"].shape[1:] == (32, 32) and len(rewritten["images"]) > len(first)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"fonts": []}, "fonts"),
     ({"by": "style"}, "by"),
