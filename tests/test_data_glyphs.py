@@ -86,18 +86,19 @@ def test_no_two_classes_share_a_render_in_a_font():
         assert differences.min() >= glyphs.SAME_RENDER, name
 
 
+def characters_drawn(fonts, characters):
+    """Every character load_glyphs keeps for `fonts`, over both splits."""
+    return {char for split in glyphs.SPLITS
+            for char in load_glyphs(split, fonts=fonts, characters=characters, renders=1,
+                                    return_metadata=True)[2]["character"].tolist()}
+
+
 def test_glyphs_drawn_alike_keep_the_first_character():
     # DejaVu Serif draws Greek kappa and Cyrillic ka with one glyph: the first listed stays.
-    for characters, first, second in (("ABκк", "κ", "к"), ("ABкκ", "к", "κ")):
-        found = set()
-        for split in glyphs.SPLITS:
-            found |= set(load_glyphs(split, fonts=[SERIF], characters=characters, renders=1,
-                                     return_metadata=True)[2]["character"].tolist())
-        assert first in found and second not in found
-    # In DejaVu Sans they differ: both stay.
-    found = set(load_glyphs("test", fonts=[SANS], characters="ABκк", renders=1, return_metadata=True)[2]["character"])
-    found |= set(load_glyphs("train", fonts=[SANS], characters="ABκк", renders=1, return_metadata=True)[2]["character"])
-    assert {"κ", "к"} <= found
+    assert characters_drawn([SERIF], "ABκк") == {"A", "B", "κ"}
+    assert characters_drawn([SERIF], "ABкκ") == {"A", "B", "к"}
+    # DejaVu Sans draws them differently: both stay.
+    assert characters_drawn([SANS], "ABκк") == {"A", "B", "κ", "к"}
     assert not set(glyphs.DEFAULT_CHARACTERS) & set(glyphs.CONFUSABLES)
     assert {"A", "a", "0", "Ж", "λ"} <= set(glyphs.DEFAULT_CHARACTERS)
 
@@ -112,6 +113,14 @@ def test_placeholder_and_symbol_fonts_are_left_out():
         _, _, meta = load_glyphs("test", fonts=FONTS + fonts, characters=glyphs.LATIN + glyphs.DIGITS,
                                  renders=1, return_metadata=True)
     assert set(meta["font"].tolist()) == {os.path.basename(path) for path in FONTS}
+
+
+def test_default_fonts_leave_out_their_symbol_fonts_silently():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, _, meta = load_glyphs("train", characters=glyphs.LATIN, renders=1, return_metadata=True)
+    assert not [w for w in caught if issubclass(w.category, glyphs.SkippedFontWarning)]
+    assert "cmex10.ttf" not in set(meta["font"].tolist()) and "DejaVuSans.ttf" in set(meta["font"].tolist())
 
 
 def test_cache_is_reused_and_invalidated_by_settings(cache_in_tmp, monkeypatch):
@@ -134,12 +143,24 @@ def test_cache_is_reused_and_invalidated_by_settings(cache_in_tmp, monkeypatch):
     assert len(os.listdir(cache_in_tmp / "elsewhere")) == 1
 
 
+def test_unreadable_cache_is_rendered_again(cache_in_tmp):
+    first = load_glyphs("train", fonts=FONTS[:2], renders=1)[0]
+    (path,) = cache_in_tmp.iterdir()
+    path.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable glyph cache"):
+        again = load_glyphs("train", fonts=FONTS[:2], renders=1)[0]
+    np.testing.assert_array_equal(first, again)
+    with np.load(path) as rewritten:  # both splits' renders, readable again
+        assert rewritten["images"].shape[1:] == (32, 32) and len(rewritten["images"]) > len(first)
+
+
 @pytest.mark.parametrize("kwargs, name", [
     ({"fonts": []}, "fonts"),
     ({"by": "style"}, "by"),
     ({"split": "val"}, "split"),
     ({"image_size": 8}, "image_size"),
     ({"renders": 0}, "renders"),
+    ({"seed": -1}, "seed"),
     ({"fonts": [os.path.join(FONT_DIR, "DejaVuSansDisplay.ttf")]}, "fonts"),  # no letters at all
     ({"fonts": [SANS], "by": "font"}, "fonts"),  # one font: one class
     ({"characters": "a"}, "characters"),

@@ -17,8 +17,10 @@ Checks instead of lists of names: a font lacking a character is skipped for it (
 cmap); a glyph that renders the font's placeholder (`.notdef` box), an almost empty
 image, or the same image as several other characters (a "last resort" font) is left
 out; a font whose glyphs mostly do not look like these characters in other fonts (a
-symbol font with letters in its cmap) is left out; two characters that render the same
-image in one font (Greek Phi and Cyrillic Ef) keep the first one there. Characters that
+symbol font with letters in its cmap) is left out (a `SkippedFontWarning` says so, unless
+the fonts are matplotlib's default set); two characters that render the same
+image in one font (Greek kappa and Cyrillic ka in DejaVu Serif) keep the first one
+there. Characters that
 look the same in most typefaces across scripts (Latin A, Greek Alpha, Cyrillic A) are
 listed in `CONFUSABLES` and left out, so that no two classes share a glyph.
 
@@ -35,6 +37,7 @@ Example:
 """
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 import warnings
@@ -50,6 +53,10 @@ FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
 CACHE_ENV = "KERAS_DML_CACHE"
 RENDER_VERSION = 1  # bump when the rendering code changes (the settings below are in the cache key)
+
+
+class SkippedFontWarning(UserWarning):
+    """A font file left out: unreadable, or a symbol font (see the module docstring)."""
 
 
 def _characters(*ranges):
@@ -124,12 +131,16 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}; got image_size={image_size}.")
     renders = checks.positive_int(renders, "renders")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got seed={seed!r}.")
+    seed = int(seed)
     characters = _check_characters(characters)
     paths = font_files(fonts)
 
-    data = _rendered(paths, characters, image_size, renders, seed, cache_dir)
+    with warnings.catch_warnings():
+        if fonts is None:  # matplotlib's own symbol fonts are left out as designed: no news
+            warnings.simplefilter("ignore", SkippedFontWarning)
+        data = _rendered(paths, characters, image_size, renders, seed, cache_dir)
     class_names = data["character"] if by == "character" else data["font"]
     side_names = data["character"] if by == "character" else data["family"]
     sides = _test_sides(side_names)
@@ -281,7 +292,8 @@ def _open_font(path, image_size):
         pil = ImageFont.truetype(path, size=round(EM_SIZE * image_size * SUPERSAMPLE))
         ft = ft2font.FT2Font(path)
     except Exception as error:  # FreeType raises OSError, RuntimeError or ValueError by version
-        warnings.warn(f"Skipping the font file {path}: it cannot be read ({error}).", stacklevel=5)
+        warnings.warn(f"Skipping the font file {path}: it cannot be read ({error}).", SkippedFontWarning,
+                      stacklevel=5)
         return None
     return {"path": path, "pil": pil, "ft": ft, "family": pil.getname()[0] or os.path.basename(path)}
 
@@ -365,7 +377,8 @@ def _recognized(fonts):
             kept.append(font)
         else:
             warnings.warn(f"Skipping the font {os.path.basename(font['path'])}: only {share:.0%} of its glyphs "
-                          "look like the same characters in the other fonts (a symbol font?).", stacklevel=5)
+                          "look like the same characters in the other fonts (a symbol font?).",
+                          SkippedFontWarning, stacklevel=5)
     return kept
 
 
