@@ -1,4 +1,4 @@
-"""Pair-based losses (METHODS.md section 2), each a short `terms` on `PairLoss`.
+"""Pair-based losses (docs/methods.md, classic losses), each a short `terms` on `PairLoss`.
 
 `d` is the Euclidean distance and `s` the dot product of (normalised) embeddings;
 `P_i` and `N_i` are the positives and negatives that the `positive=` and `negative=`
@@ -144,7 +144,7 @@ class TripletLoss(PairLoss):
     With `positive="easy"` each anchor is paired only with its nearest same-class
     sample, which keeps a class's sub-clusters apart instead of collapsing them
     (Levi et al., ICCV 2021). With `negative="semihard"` each positive gets the nearest
-    negative farther than it, or the nearest negative if none is.
+    negative farther than it; `semihard_fallback` says what happens when none is.
 
     Example:
 
@@ -237,7 +237,10 @@ class MultiSimilarityLoss(MetricLoss):
 
     `l_i = 1/alpha log(1 + sum_j exp(-alpha (s_ij - base))) + 1/beta log(1 + sum_k exp(beta (s_ik - base)))`
 
-    An anchor counts when it has a positive and a negative in the batch.
+    The loss is the mean of `l_i` over the anchors with a positive and a negative in the
+    batch (keras_dml's template); the paper and pytorch-metric-learning average over all
+    samples, counting such anchors as 0. The two differ only when a class has a single
+    sample in the batch.
 
     Example:
 
