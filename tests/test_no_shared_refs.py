@@ -1,4 +1,4 @@
-"""The project stands alone: no file points outside it at `../shared` (the spec is docs/methods.md)."""
+"""The project stands alone: no file points at the shared folder outside it (the spec is docs/methods.md)."""
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
