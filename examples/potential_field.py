@@ -1,5 +1,5 @@
 """Potential fields: every embedding and every trainable proxy is a charge that attracts
-its own class and repels the others, both decaying with distance (METHODS.md section 3).
+its own class and repels the others, both decaying with distance (docs/methods.md section 4).
 
 The loss holds trainable proxies, so it is a layer trained through `MetricModel`: plain
 `compile(optimizer=...)` + `fit(x, labels)` trains the embedder and the proxies together,
