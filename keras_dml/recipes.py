@@ -9,7 +9,7 @@ same methods at demo size, for a CPU and for the tests.
     keras-dml train --recipe cars196-potential-field    # on a GPU machine
     keras-dml train --recipe cub200-triplet-easy --set learning_rate=3e-5 epochs=30
 
-Sources: METHODS.md for every loss default; ResNet-50 at 512-d, AdamW with weight decay
+Sources: docs/methods.md for every loss default; ResNet-50 at 512-d, AdamW with weight decay
 1e-4 and proxies at 100x the backbone's learning rate follow the Proxy Anchor and
 potential-field papers; batch composition P x K and epochs are ours (keras_dml's choice:
 each class has several samples per batch, as every mining strategy here needs).

@@ -1,7 +1,7 @@
 """`load_dataset`: the standard metric-learning benchmarks and image folders, split by class.
 
 Deep metric learning is evaluated zero-shot: the test classes are never seen in training
-(METHODS.md section 6). Every split here is a split by class, and labels are re-indexed
+(docs/methods.md section 7). Every split here is a split by class, and labels are re-indexed
 from 0 within the split, so a split with `num_classes` classes has labels
 `0 .. num_classes - 1`.
 

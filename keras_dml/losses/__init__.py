@@ -2,8 +2,13 @@
 
 Stateless losses are `keras.losses.Loss` subclasses (`compile(loss=...)` on any model);
 criteria with trainable weights (proxies, the PDDM unit) are layers, trained through
-`keras_dml.models.MetricModel`.
+`keras_dml.models.MetricModel`. `get` builds any of them from a configuration, like
+`keras.losses.get`; `serialize` is its inverse.
 """
+import inspect
+
+import keras
+
 from keras_dml.losses.base import MetricLoss, TrainableMetricLoss
 from keras_dml.losses.density import DensityAdaptive, density_regularizer
 from keras_dml.losses.pair import ContrastiveLoss, MultiSimilarityLoss, NPairLoss, PairLoss, TripletLoss
@@ -15,4 +20,76 @@ __all__ = [
     "ContrastiveLoss", "TripletLoss", "NPairLoss", "MultiSimilarityLoss",
     "DensityAdaptive", "density_regularizer",
     "PotentialFieldLoss", "ProxyAnchorLoss", "PDDMLoss",
+    "get", "serialize", "LOSSES",
 ]
+
+# The losses `get` builds, by class name.
+LOSSES = {
+    cls.__name__: cls
+    for cls in (
+        ContrastiveLoss, TripletLoss, NPairLoss, MultiSimilarityLoss, DensityAdaptive,
+        PotentialFieldLoss, ProxyAnchorLoss, PDDMLoss,
+    )
+}
+# Constructor arguments that `get` fills from the task when a configuration lacks them.
+_TASK_ARGUMENTS = ("num_classes", "embedding_dim")
+
+
+def serialize(loss):
+    """`loss` as Keras's serialized form (a JSON-able dict); `get` rebuilds it."""
+    return keras.saving.serialize_keras_object(loss)
+
+
+def get(identifier, *, num_classes=None, embedding_dim=None):
+    """The keras_dml loss described by `identifier`.
+
+    `identifier` is one of:
+    - a loss instance (returned as is);
+    - a class name, e.g. `"TripletLoss"` (default arguments);
+    - the short form `{"class_name": "TripletLoss", "config": {"margin": 0.1}}`;
+    - Keras's serialized form, `keras_dml.losses.serialize(loss)`.
+
+    A nested loss (`DensityAdaptive`'s `base_loss`) may take any of these forms.
+    `num_classes` and `embedding_dim` fill those constructor arguments when the class
+    takes them (proxy losses, `PDDMLoss`) and the configuration does not set them.
+
+    Example:
+
+    >>> import keras_dml
+    >>> loss = keras_dml.losses.get({"class_name": "TripletLoss", "config": {"margin": 0.1}})
+    >>> loss.margin
+    0.1
+    >>> keras_dml.losses.get("ProxyAnchorLoss", num_classes=10, embedding_dim=8).num_classes
+    10
+    >>> keras_dml.losses.get(keras_dml.losses.serialize(loss)).margin
+    0.1
+    """
+    if isinstance(identifier, (MetricLoss, TrainableMetricLoss)):
+        return identifier
+    if isinstance(identifier, str):
+        identifier = {"class_name": identifier, "config": {}}
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("class_name"), str):
+        raise ValueError(
+            "loss must be a keras_dml loss, a class name, or a dict "
+            f"{{'class_name': ..., 'config': {{...}}}}; got {identifier!r}."
+        )
+    name = identifier["class_name"]
+    if name not in LOSSES:
+        raise ValueError(f"Unknown loss class_name={name!r}; expected one of {sorted(LOSSES)}.")
+    cls = LOSSES[name]
+    config = dict(identifier.get("config") or {})
+    parameters = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(config) - set(parameters))
+    if unknown and not takes_any:
+        raise ValueError(f"Unknown {name} config key(s) {unknown}; expected some of {sorted(parameters)}.")
+    if "base_loss" in config:
+        config["base_loss"] = get(config["base_loss"], num_classes=num_classes, embedding_dim=embedding_dim)
+    for argument, value in zip(_TASK_ARGUMENTS, (num_classes, embedding_dim)):
+        if argument in parameters and config.get(argument) is None:
+            if value is None:
+                raise ValueError(f"{name} needs {argument}: set it in its config or pass {argument}= to get().")
+            config[argument] = value
+    return keras.saving.deserialize_keras_object(
+        {**identifier, "class_name": name, "config": config}, custom_objects={name: cls}
+    )
