@@ -23,6 +23,7 @@ Example:
     result = harness.run(lambda c, d: ProxyAnchorLoss(c, d), seed=0, epochs=3)
     result["epochs"][-1]["recall@1"]
 """
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +59,7 @@ def _load(split):
     return images, labels, None
 
 
+@functools.lru_cache(maxsize=1)
 def font_inventory():
     """`{"count", "sha256"}` of the sorted font names the glyphs were rendered from (None for digits)."""
     fonts = _load("train")[2]
