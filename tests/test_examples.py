@@ -58,4 +58,5 @@ def test_pddm_example_triplet_learns_pddm_does_not_here():
     assert pddm[0] == pytest.approx(triplet[0])  # the same untrained embedder
     assert triplet[-1] > triplet[0] + 0.1
     assert pddm[-1] < triplet[-1] - 0.1  # the paper's faster convergence is not reproduced here
-    assert 0.0 <= results["reranked_recall@1"] <= 1.0
+    # Re-ranking the top 10 by the trained unit does not rescue it (fast mode: 0.18 -> 0.06).
+    assert results["reranked_recall@1"] < pddm[-1] + 0.05
