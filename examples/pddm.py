@@ -13,7 +13,7 @@ query's 10 nearest neighbours by the trained PDDM unit.
 
 What to expect (evidence/pddm.py measures it over 3 seeds): the untrained unit's
 scores are unrelated to the labels, so the mined quadruplets are random ones, and the
-score hinge sends the embeddings a gradient about 100 times that of the embedding
+score hinge sends the embeddings a gradient over 100 times that of the embedding
 hinge, in an unrelated direction. PDDM then stays near or below the untrained
 embedder while triplets climb from the first epoch: the paper's faster convergence is
 not reproduced here.
