@@ -151,11 +151,13 @@ def main(phases):
         plan += [("ProxyAnchor", "proxy_anchor", noise) for noise in (0.0, NOISE)]
         for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
             for name, setting, noise in plan:
-                entry = runs.setdefault(f"{name}, noise {noise}", {"setting": setting, "label_noise": noise, "runs": []})
+                entry = runs.setdefault(f"{name}, noise {noise}",
+                                        {"setting": setting, "label_noise": noise, "runs": []})
                 if len(entry["runs"]) > SEEDS.index(seed):
                     continue
                 entry["runs"].append(run_setting(setting, seed, "test", data, noise))
-                entry["recall@1"], entry["map_at_r"] = (harness.final(entry["runs"], m) for m in ("recall@1", "map_at_r"))
+                entry["recall@1"], entry["map_at_r"] = (harness.final(entry["runs"], m)
+                                                        for m in ("recall@1", "map_at_r"))
                 entry["untrained_recall@1"] = harness.summary(r["epochs"][0]["recall@1"] for r in entry["runs"])
                 save(results)
                 print(name, noise, seed, entry["runs"][-1]["epochs"][-1], flush=True)
