@@ -45,7 +45,7 @@ def median_seconds(step, repeats=10, warmup=3):
 
 
 def run_peer(peer_python, peer, args, script=PEERS_SCRIPT):
-    """Run ../shared/bench/peers.py with another interpreter; its JSON result, or None."""
+    """Run the peers script (`peers.py`, kept outside the project) with another interpreter; its JSON result, or None."""
     if not peer_python:
         return None
     if not Path(script).exists():

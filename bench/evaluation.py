@@ -4,7 +4,7 @@ side by side with pytorch-metric-learning's `AccuracyCalculator` (faiss) on the 
 embeddings, measured in the same run.
 
     python bench/evaluation.py --peer-python /path/to/peer-pml/bin/python \\
-        --peers-script ../shared/bench/peers.py [--sizes 10000 30000] [--sop]
+        --peers-script /path/to/peers.py [--sizes 10000 30000] [--sop]
 
 Embeddings: the recipe of `peers.py` (N / 50 classes of 50, Gaussian centres plus noise
 of scale 1.5, 512-d, L2-normalised, seed 0), so both libraries see identical arrays and

@@ -1,6 +1,6 @@
 """Forward + backward time of each keras_dml loss, eager / graph / XLA, beside the peers.
 
-Workload (the same as ../shared/bench/peers.py): L2-normalised 512-d embeddings, 64
+Workload (the same as the peers script `peers.py`, kept outside the project): L2-normalised 512-d embeddings, 64
 classes with batch/64 samples each; the step is the loss and its gradient with respect
 to the embeddings, no network. Median of repeated runs.
 

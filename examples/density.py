@@ -1,7 +1,7 @@
 """Density adaptivity on the digits zero-shot split: each pair loss with and without
 `DensityAdaptive`.
 
-The regularizer (IEEE TMM 2020; METHODS.md section 4) penalises a class whose spread is
+The regularizer (IEEE TMM 2020; docs/methods.md section 5) penalises a class whose spread is
 below `rho` times the distance to the nearest other class centre; the paper reports
 consistent Recall@1 gains for contrastive, N-pair and triplet losses. This script checks
 that claim in miniature:

@@ -1,16 +1,35 @@
-"""Potential fields: every embedding and every trainable proxy is a charge that attracts
-its own class and repels the others, both decaying with distance (METHODS.md section 3).
+"""Potential fields from a random start: why the paper's defaults barely learn, and two fixes.
 
-The loss holds trainable proxies, so it is a layer trained through `MetricModel`: plain
-`compile(optimizer=...)` + `fit(x, labels)` trains the embedder and the proxies together,
-the proxies at 100x the learning rate (as in the paper) through
-`keras_dml.optimizers.with_proxy_lr_multiplier`, which also works under Adam.
+Question: PotentialFieldLoss with the paper's defaults (15 proxies per class, alpha = 3,
+radii delta = 0.2) hardly improves a randomly initialised embedder. Why, and what makes
+it learn?
 
-    python examples/potential_field.py           # 20 epochs on digits, ~1 minute
-    python examples/potential_field.py --fast    # 2 epochs (smoke test)
+The loss makes every embedding and every proxy a charge: same-class charges attract with
+a force d^-(alpha+1) beyond delta_att (none inside it); other-class charges repel with
+d^-(alpha+1) inside delta_rep (none beyond). A random CNN maps every image into a small
+cap of the unit sphere: on glyphs the median distance between two embeddings is about
+0.08, below delta = 0.2. So at the start no pair attracts, and the repulsion between the
+closest embeddings of different classes (d^-4: 10^4 and more) outweighs the pull of the
+proxies, about 1.4 away, by a factor of about 10^6 (evidence/potential_field.py
+measures it). Training follows that repulsion, which spreads the embeddings without
+grouping the classes.
 
-The real benchmark: `keras-dml train --recipe cars196-potential-field` (ResNet-50, 512-d,
-15 proxies per class; SOP uses 2 per class and proxy_targets="batch").
+This tutorial trains the same small CNN on glyphs (characters split zero-shot: the test
+characters are never seen in training) and prints held-out Recall@1, MAP@R and the
+median distance between embeddings for:
+
+1. the untrained embedder;
+2. the paper's defaults, every layer training from the first step;
+3. the paper's defaults after one warm-up epoch with the backbone frozen (the embedding
+   layer and the proxies train), as the paper's authors train;
+4. radii set from the untrained embedder's distances (their 10% quantile, about 0.05
+   here), so that most same-class pairs attract and only the closest pairs repel.
+
+    python examples/potential_field.py           # 5 epochs, a few minutes on 2 cores
+    python examples/potential_field.py --fast    # 2 epochs on one render per glyph (the test)
+
+Measured over 3 seeds on the test characters: evidence/potential_field.py,
+docs/potential_field.md.
 """
 import argparse
 import os
@@ -19,37 +38,88 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_dml  # noqa: E402
+from keras_dml.data import class_balanced, load_glyphs  # noqa: E402
+from keras_dml.evaluation import retrieval_metrics  # noqa: E402
+from keras_dml.losses import PotentialFieldLoss  # noqa: E402
+from keras_dml.models import MetricModel, build_embedder  # noqa: E402
+
+EMBEDDING_DIM = 64
+CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 16, 4
 
 
-def main(epochs):
-    keras.utils.set_random_seed(0)
-    images, labels = keras_dml.data.load_digits("train")
-    test_images, test_labels = keras_dml.data.load_digits("test")
-    num_classes, dim = int(labels.max()) + 1, 16
+def held_out(embedder, images, labels):
+    """Recall@1, MAP@R and the median distance between embeddings of the held-out images."""
+    embeddings = embedder.predict(images, batch_size=512, verbose=0)
+    metrics = retrieval_metrics(embeddings, labels, k=(1,))
+    return {"recall@1": metrics["recall@1"], "map_at_r": metrics["map_at_r"],
+            "median_distance": float(np.median(pair_distances(embeddings)))}
 
-    embedder = keras_dml.models.build_embedder("mlp", embedding_dim=dim, input_shape=(8, 8, 1))
-    criterion = keras_dml.losses.PotentialFieldLoss(num_classes, dim, proxies_per_class=3)
-    model = keras_dml.models.MetricModel(embedder, criterion)
-    optimizer = keras_dml.optimizers.with_proxy_lr_multiplier(keras.optimizers.Adam(1e-3), 100.0)
-    model.compile(optimizer=optimizer, jit_compile=True)
 
-    def unit_proxies():  # the loss uses the proxies L2-normalised
-        p = keras.ops.convert_to_numpy(criterion.proxies)
-        return p / np.linalg.norm(p, axis=-1, keepdims=True)
+def pair_distances(embeddings, seed=0):
+    """Distances between 500 random embeddings, each pair once."""
+    sample = embeddings[np.random.default_rng(seed).choice(len(embeddings), 500, replace=False)]
+    return np.linalg.norm(sample[:, None] - sample[None], axis=-1)[np.triu_indices(len(sample), 1)]
 
-    proxies_before = unit_proxies()
-    model.fit(images, labels, batch_size=128, epochs=epochs, verbose=2)
-    moved = np.linalg.norm(unit_proxies() - proxies_before, axis=-1).mean()
-    metrics = keras_dml.evaluation.retrieval_metrics(model.predict(test_images, verbose=0), test_labels)
-    print(f"proxies {tuple(criterion.proxies.shape)}: each moved {moved:.3f} on the unit sphere on average")
-    print(f"held-out recall@1 {metrics['recall@1']:.4f}, map_at_r {metrics['map_at_r']:.4f}")
-    # model.embedder is what you export: the proxies stay behind.
-    return metrics
+
+def untrained_embedder(input_shape, seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_embedder("small_cnn", embedding_dim=EMBEDDING_DIM, input_shape=input_shape)
+
+
+def train(images, labels, epochs, warmup_epochs=0, delta=0.2, seed=0):
+    """A small CNN trained by PotentialFieldLoss (radii `delta`), proxies at 100x the learning rate."""
+    embedder = untrained_embedder(images.shape[1:], seed)
+    criterion = PotentialFieldLoss(int(labels.max()) + 1, EMBEDDING_DIM, delta_att=delta, delta_rep=delta)
+    model = MetricModel(embedder, criterion)
+    batches = class_balanced(tf.data.Dataset.from_tensor_slices((images, labels)),
+                             CLASSES_PER_BATCH, SAMPLES_PER_CLASS, seed=seed)
+    steps = len(labels) // (CLASSES_PER_BATCH * SAMPLES_PER_CLASS)
+
+    def fit(frozen_backbone, first, last):
+        embedder.get_layer("backbone").trainable = not frozen_backbone
+        optimizer = keras_dml.optimizers.with_proxy_lr_multiplier(keras.optimizers.Adam(1e-3), 100.0)
+        model.compile(optimizer=optimizer, jit_compile=True)  # compile again after changing `trainable`
+        model.fit(batches, steps_per_epoch=steps, initial_epoch=first, epochs=last, verbose=0)
+
+    if warmup_epochs:
+        fit(frozen_backbone=True, first=0, last=warmup_epochs)
+    fit(frozen_backbone=False, first=warmup_epochs, last=epochs)
+    return embedder
+
+
+def main(fast=False):
+    renders, epochs = (1, 2) if fast else (3, 5)
+    images, labels = load_glyphs("train", renders=renders)
+    test_images, test_labels = load_glyphs("test", renders=renders)
+    print(f"glyphs: {len(labels)} training images of {labels.max() + 1} characters, "
+          f"{len(test_labels)} test images of {test_labels.max() + 1} other characters; {epochs} epochs")
+    untrained = untrained_embedder(images.shape[1:])
+    start = pair_distances(untrained.predict(images, batch_size=512, verbose=0))
+    delta = float(np.quantile(start, 0.1))
+    print(f"untrained embedder, distances between training embeddings: median {np.median(start):.3f}, "
+          f"99% quantile {np.quantile(start, 0.99):.3f}, 10% quantile {delta:.3f}")
+    results = {
+        "untrained": held_out(untrained, test_images, test_labels),
+        "paper defaults (delta 0.2)": held_out(train(images, labels, epochs), test_images, test_labels),
+        "delta 0.2 + 1 warm-up epoch": held_out(train(images, labels, epochs, warmup_epochs=1),
+                                                test_images, test_labels),
+        "delta at the 10% quantile": held_out(train(images, labels, epochs, delta=delta),
+                                              test_images, test_labels),
+    }
+    print("\n| embedder | held-out Recall@1 | MAP@R | median distance |\n|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['recall@1']:.3f} | {r['map_at_r']:.3f} | {r['median_distance']:.3f} |")
+    print("\nWith the paper's radius the embeddings spread out (median distance up from about 0.08) but\n"
+          "barely group by class: the training followed the repulsion. With radii at the 10% quantile,\n"
+          "same-class embeddings attract from the first step and Recall@1 rises at once. The warm-up\n"
+          "epoch needs a few more epochs after it to pay off (evidence/potential_field.py: 5 epochs).")
+    return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fast", action="store_true", help="2 epochs (smoke test)")
-    main(epochs=2 if parser.parse_args().fast else 20)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="2 epochs on one render per glyph (the test)")
+    main(fast=parser.parse_args().fast)

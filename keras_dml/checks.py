@@ -42,3 +42,30 @@ def one_of(value, name, choices):
     if not isinstance(value, str | int | float | type(None)) or value not in choices:
         raise ValueError(f"Unknown {name}={value!r}; expected one of {list(choices)}.")
     return value
+
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number; got {name}={value!r}.")
+    return float(value)
+
+
+def positive(value, name):
+    """`value` as a float; a `ValueError` naming `name` unless it is a number > 0."""
+    if not _real(value, name) > 0:
+        raise ValueError(f"{name} must be positive; got {name}={value!r}.")
+    return float(value)
+
+
+def non_negative(value, name):
+    """`value` as a float; a `ValueError` naming `name` unless it is a number >= 0."""
+    if not _real(value, name) >= 0:
+        raise ValueError(f"{name} must be >= 0; got {name}={value!r}.")
+    return float(value)
+
+
+def fraction(value, name):
+    """`value` as a float; a `ValueError` naming `name` unless `0 < value <= 1`."""
+    if not 0 < _real(value, name) <= 1:
+        raise ValueError(f"{name} must be in (0, 1]; got {name}={value!r}.")
+    return float(value)

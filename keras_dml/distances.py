@@ -1,7 +1,8 @@
-"""Pairwise distances, similarities and label masks, written with `keras.ops` only.
+"""Pairwise distances, similarities and label masks, written with `keras.ops` only,
+and the library-wide numeric constants they use.
 
-Every function takes embeddings `x` of shape `(n, D)` and optionally `y` of shape
-`(m, D)` (default: `x` itself) and returns an `(n, m)` matrix.
+Every pairwise function takes embeddings `x` of shape `(n, D)` and optionally `y` of
+shape `(m, D)` (default: `x` itself) and returns an `(n, m)` matrix.
 
 Example:
 
@@ -13,6 +14,11 @@ Example:
 """
 from keras import ops
 
+# Library-wide constants.
+# Stands in for "no such pair" in masked reductions (miners, losses): finite, so
+# nothing downstream can turn it into inf or NaN, and larger than any distance or
+# scaled similarity between real (normalised) embeddings.
+FAR = 1e9
 # Squared distances below this are treated as exactly zero by `euclidean`, so the
 # square root never sees a value whose gradient would be infinite.
 _SQRT_EPSILON = 1e-12
@@ -52,10 +58,17 @@ def euclidean(x, y=None):
     return safe_sqrt(squared_euclidean(x, y))
 
 
-def l2_normalize(x, epsilon=1e-12):
-    """Rows scaled to unit length; a zero row stays zero (finite gradient)."""
+def l2_normalize(x):
+    """Rows scaled to unit length, `x_i / ||x_i||`; a zero row stays zero (finite gradient).
+
+    Each row is first divided by its largest absolute entry, so its squared norm lies
+    in `[1, D]`: exact and finite in float32 for norms from 1e-30 to 1e30. That scale is
+    a constant for the gradient, which is exact because the result does not depend on it.
+    """
+    scale = ops.stop_gradient(ops.max(ops.abs(x), axis=-1, keepdims=True))
+    x = x / ops.where(scale > 0, scale, 1.0)
     norm_sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(norm_sq, epsilon))
+    return x * ops.rsqrt(ops.maximum(norm_sq, 1.0))
 
 
 DISTANCES = {
@@ -96,6 +109,14 @@ def label_masks(labels, other_labels=None):
         n = ops.shape(labels)[0]
         positive = ops.logical_and(same, ops.logical_not(ops.eye(n, dtype="bool")))
     return positive, ops.logical_not(same)
+
+
+def first_occurrence(labels):
+    """`(n,)` bool: True where a label appears for the first time in the batch."""
+    n = ops.shape(labels)[0]
+    index = ops.arange(n, dtype="int32")
+    earlier_same = ops.logical_and(ops.equal(labels[:, None], labels[None, :]), index[None, :] < index[:, None])
+    return ops.logical_not(ops.any(earlier_same, axis=1))
 
 
 def paired_euclidean(x, y):

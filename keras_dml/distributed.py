@@ -77,7 +77,8 @@ def replica_share(value):
 def replica_loss(compute, labels, embeddings, cross_replica=True):
     """This replica's share of the loss `compute(labels, embeddings)`.
 
-    `labels` int32 `(n,)` and float32 `embeddings` `(n, D)` are this replica's slice.
+    `labels` `(n,)` (integer, in their own dtype) and float32 `embeddings` `(n, D)` are
+    this replica's slice.
     Outside a multi-replica step it is `compute(labels, embeddings)` itself.
     """
     context = replica_context()

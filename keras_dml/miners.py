@@ -1,4 +1,4 @@
-"""Which positives and negatives each anchor uses (METHODS.md section 1).
+"""Which positives and negatives each anchor uses (docs/methods.md, mining).
 
 Miners work on a stop-gradient distance matrix `dist` `(n, n)` and boolean label
 masks, and return a `Selection`: `index` `(n, m)` holds the column of each chosen
@@ -13,7 +13,12 @@ loss built on them compiles under XLA. Ties go to the lower index.
 | `positive="hard"` | the farthest positive `argmax_j d_ij` |
 | `negative="all"` | every negative |
 | `negative="hard"` | the nearest negative `argmin_k d_ik` |
-| `negative="semihard"` | the nearest negative with `d_ik > d_ip`, else the nearest negative |
+| `negative="semihard"` | the nearest negative with `d_ik > d_ip` (FaceNet); if there is none, `fallback` decides |
+
+Semi-hard fallback, when no negative is farther than the positive (FaceNet defines none):
+`"nearest"` takes the nearest negative (keras_dml's default choice), `"farthest"` the
+farthest negative (TensorFlow Addons' `triplet_semihard_loss`), `"none"` leaves the pair
+invalid (pytorch-metric-learning drops it).
 
 Example:
 
@@ -30,13 +35,11 @@ from collections import namedtuple
 from keras import ops
 
 from keras_dml import checks
+from keras_dml.distances import FAR
 
 POSITIVE_STRATEGIES = ("all", "easy", "hard")
 NEGATIVE_STRATEGIES = ("all", "hard", "semihard")
-
-# Stands in for "no such pair" in masked reductions: finite, so nothing downstream
-# can turn it into inf or NaN, and larger than any distance between real embeddings.
-FAR = 1e9
+SEMIHARD_FALLBACKS = ("nearest", "farthest", "none")
 
 Selection = namedtuple("Selection", ["index", "valid"])
 
@@ -66,25 +69,28 @@ def mine_positives(dist, positive_mask, strategy="all"):
     return _single(*pick(dist, positive_mask))
 
 
-def mine_negatives(dist, negative_mask, strategy="all", positive_dist=None):
+def mine_negatives(dist, negative_mask, strategy="all", positive_dist=None, fallback="nearest"):
     """The negatives each anchor uses under `strategy` (`"all" | "hard" | "semihard"`).
 
     `"semihard"` needs `positive_dist`, `(n, m)` distances of the positives the
-    negatives are paired with, and returns one negative for each of them.
+    negatives are paired with, and returns one negative for each of them, with
+    `fallback` (`"nearest" | "farthest" | "none"`) where none is farther.
     """
     checks.one_of(strategy, "negative", NEGATIVE_STRATEGIES)
+    checks.one_of(fallback, "semihard_fallback", SEMIHARD_FALLBACKS)
     if strategy == "all":
         return Selection(None, negative_mask)
     if strategy == "hard":
         return _single(*nearest(dist, negative_mask))
     if positive_dist is None:
         raise ValueError('negative="semihard" needs the distances of the selected positives.')
-    return semihard_negatives(dist, negative_mask, positive_dist)
+    return semihard_negatives(dist, negative_mask, positive_dist, fallback)
 
 
-def semihard_negatives(dist, negative_mask, positive_dist):
+def semihard_negatives(dist, negative_mask, positive_dist, fallback="nearest"):
     """For each anchor `i` and threshold `t = positive_dist[i, a]`, the nearest negative
-    with `d_ik > t`, or the nearest negative when there is none (FaceNet).
+    with `d_ik > t` (FaceNet's semi-hard negative). Where there is none: the nearest
+    negative (`fallback="nearest"`), the farthest (`"farthest"`), or no valid choice (`"none"`).
 
     `dist` and `positive_dist` may be any increasing function of the distance (squared
     distances give the same choices). One threshold per anchor is one masked arg-min;
@@ -92,20 +98,24 @@ def semihard_negatives(dist, negative_mask, positive_dist):
     them, O(n^2 log n) instead of n^3.
     """
     has_negative = ops.any(negative_mask, axis=1, keepdims=True)
-    valid = ops.broadcast_to(has_negative, ops.shape(positive_dist))
     if positive_dist.shape[1] == 1:
         beyond = ops.logical_and(negative_mask, dist > positive_dist)
-        candidates = ops.where(ops.any(beyond, axis=1, keepdims=True), beyond, negative_mask)
-        return Selection(nearest(dist, candidates)[0][:, None], valid)
-    masked = ops.where(negative_mask, dist, FAR)
-    order = ops.cast(ops.argsort(masked, axis=1), "int32")
-    ascending = ops.take_along_axis(masked, order, axis=1)
-    rank = count_at_most(ascending, positive_dist)
-    negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=1, keepdims=True)
-    last = ops.shape(dist)[1] - 1
-    semi_index = ops.take_along_axis(order, ops.minimum(rank, last), axis=1)
-    index = ops.where(rank < negatives, semi_index, order[:, :1])
-    return Selection(index, valid)
+        has_semihard = ops.any(beyond, axis=1, keepdims=True)
+        pick = farthest if fallback == "farthest" else nearest
+        index = ops.where(has_semihard, nearest(dist, beyond)[0][:, None], pick(dist, negative_mask)[0][:, None])
+    else:
+        masked = ops.where(negative_mask, dist, FAR)
+        order = ops.cast(ops.argsort(masked, axis=1), "int32")
+        ascending = ops.take_along_axis(masked, order, axis=1)
+        rank = count_at_most(ascending, positive_dist)
+        negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=1, keepdims=True)
+        last = ops.shape(dist)[1] - 1
+        has_semihard = rank < negatives
+        semi_index = ops.take_along_axis(order, ops.minimum(rank, last), axis=1)
+        fallback_rank = ops.maximum(negatives - 1, 0) if fallback == "farthest" else ops.zeros_like(negatives)
+        index = ops.where(has_semihard, semi_index, ops.take_along_axis(order, fallback_rank, axis=1))
+    valid = has_semihard if fallback == "none" else has_negative
+    return Selection(index, ops.broadcast_to(valid, ops.shape(positive_dist)))
 
 
 def count_at_most(ascending, thresholds):

@@ -1,10 +1,12 @@
-"""Plain NumPy (float64, loops) references for the losses, written from METHODS.md."""
+"""Plain NumPy (float64, loops) references for the losses, written from docs/methods.md."""
 import numpy as np
 
 
 def normalize(x):
+    """Rows divided by their norm; a zero row stays zero."""
     x = np.asarray(x, dtype="float64")
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 
 
 def distances(x):
@@ -20,25 +22,31 @@ def positives(d, y, i, strategy):
     return [next(j for j in idx if d[i, j] == best)]
 
 
-def negatives(d, y, i, strategy, threshold=None):
+def negatives(d, y, i, strategy, threshold=None, fallback="nearest"):
+    """The negatives of anchor `i`; semi-hard: the nearest with `d > threshold`, else the
+    nearest or farthest negative, or none (`fallback`)."""
     idx = [k for k in range(len(y)) if y[k] != y[i]]
     if not idx or strategy == "all":
         return idx
     if strategy == "semihard":
         beyond = [k for k in idx if d[i, k] > threshold]
+        if not beyond:
+            if fallback == "none":
+                return []
+            if fallback == "farthest":
+                return [max(idx, key=lambda k: d[i, k])]
         idx = beyond or idx
-    best = min(d[i, k] for k in idx)
-    return [next(k for k in idx if d[i, k] == best)]
+    return [min(idx, key=lambda k: d[i, k])]
 
 
-def contrastive(x, y, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all"):
+def contrastive(x, y, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", semihard_fallback="nearest"):
     x = normalize(x)
     d = distances(x)
     terms = []
     for i in range(len(y)):
         p = positives(d, y, i, positive)
         if negative == "semihard":
-            n = negatives(d, y, i, negative, min(d[i, j] for j in p)) if p else []
+            n = negatives(d, y, i, negative, min(d[i, j] for j in p), semihard_fallback) if p else []
         else:
             n = negatives(d, y, i, negative)
         if not p and not n:
@@ -49,29 +57,30 @@ def contrastive(x, y, pos_margin=0.0, neg_margin=0.5, positive="all", negative="
     return np.mean(terms) if terms else 0.0
 
 
-def triplet(x, y, margin=0.2, positive="all", negative="all"):
+def triplet(x, y, margin=0.2, positive="all", negative="all", semihard_fallback="nearest"):
     x = normalize(x)
     d = distances(x)
     terms = []
     for i in range(len(y)):
-        values = [
-            max(d[i, j] - d[i, k] + margin, 0)
-            for j in positives(d, y, i, positive)
-            for k in negatives(d, y, i, negative, d[i, j])
-        ]
+        values = []
+        for j in positives(d, y, i, positive):
+            # mean over this positive's negatives, then over the anchor's positives
+            hinges = [max(d[i, j] - d[i, k] + margin, 0) for k in negatives(d, y, i, negative, d[i, j], semihard_fallback)]
+            if hinges:
+                values.append(np.mean(hinges))
         if values:
             terms.append(np.mean(values))
     return np.mean(terms) if terms else 0.0
 
 
-def npair(x, y, temperature=0.1, positive="all", negative="all"):
+def npair(x, y, temperature=0.1, positive="all", negative="all", semihard_fallback="nearest"):
     x = normalize(x)
     d, s = distances(x), x @ x.T
     terms = []
     for i in range(len(y)):
         values = []
         for j in positives(d, y, i, positive):
-            n = negatives(d, y, i, negative, d[i, j])
+            n = negatives(d, y, i, negative, d[i, j], semihard_fallback)
             if n:
                 values.append(np.log1p(sum(np.exp((s[i, k] - s[i, j]) / temperature) for k in n)))
         if values:

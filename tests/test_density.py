@@ -1,4 +1,4 @@
-"""DensityAdaptive and density_regularizer against a NumPy reference of METHODS.md section 4."""
+"""DensityAdaptive and density_regularizer against a NumPy reference of docs/methods.md section 5."""
 import keras
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Retrieval metrics and exact k-NN against plain NumPy brute force (METHODS.md section 6).
+"""Retrieval metrics and exact k-NN against plain NumPy brute force (docs/methods.md section 7).
 
 Most inputs are small integers (or dyadic unit vectors for cosine): every float32 sum is
 then exact, so the chunked search must return *identical* neighbours, including the

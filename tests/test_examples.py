@@ -7,6 +7,8 @@ import keras
 import pytest
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+# Examples whose fast-mode results are checked by their own test below (run once, not twice).
+RESULT_CHECKED = {"potential_field", "label_noise", "pddm"}
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="examples use TensorFlow data")
 
@@ -16,9 +18,45 @@ def test_there_are_examples():
     assert {"quickstart", "potential_field", "custom_folder", "export_and_serve", "class_collapse", "density", "pddm"} <= names
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem not in RESULT_CHECKED], ids=lambda p: p.stem)
 def test_example_runs_in_fast_mode(path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(path), "--fast"])
     runpy.run_path(str(path), run_name="__main__")
     out = capsys.readouterr().out
     assert out.strip(), f"{path.name} printed nothing"
+
+
+def run_fast(name):
+    """`main(fast=True)` of examples/<name>.py: what the tutorial measured in its fast mode."""
+    path = next(p for p in EXAMPLES if p.stem == name)
+    return runpy.run_path(str(path), run_name="example")["main"](fast=True)
+
+
+def test_potential_field_example_radius_at_the_spread_learns():
+    results = run_fast("potential_field")
+    untrained = results["untrained"]["recall@1"]
+    paper = results["paper defaults (delta 0.2)"]
+    small_radius = results["delta at the 10% quantile"]
+    # The paper's radius from a random start: the embeddings spread, the classes do not form.
+    assert paper["median_distance"] > 3 * results["untrained"]["median_distance"]
+    assert paper["recall@1"] < untrained + 0.05
+    # Radii at the 10% quantile of the untrained distances learn at once (fast mode: 0.30 -> 0.65).
+    assert small_radius["recall@1"] > untrained + 0.2
+    assert small_radius["recall@1"] > paper["recall@1"] + 0.2
+
+
+def test_label_noise_example_potential_field_learns_through_noise():
+    results = run_fast("label_noise")
+    untrained = results[("untrained", "-")]["recall@1"]
+    # 20% of the labels wrong, 40 steps: the potential field (radii 0.05) still learns (fast mode: 0.30 -> 0.50).
+    assert results[("PotentialFieldLoss (delta 0.05)", 0.2)]["recall@1"] > untrained + 0.1
+
+
+def test_pddm_example_triplet_learns_pddm_does_not_here():
+    results = run_fast("pddm")
+    pddm, triplet = results["curves"]["PDDMLoss"], results["curves"]["TripletLoss"]
+    assert pddm[0] == pytest.approx(triplet[0])  # the same untrained embedder
+    assert triplet[-1] > triplet[0] + 0.1
+    assert pddm[-1] < triplet[-1] - 0.1  # the paper's faster convergence is not reproduced here
+    # Re-ranking the top 10 by the trained unit does not rescue it (fast mode: 0.18 -> 0.06).
+    assert results["reranked_recall@1"] < pddm[-1] + 0.05

@@ -152,3 +152,89 @@ def test_loss_is_float32_under_mixed_precision():
     finally:
         keras.config.set_dtype_policy(previous)
     assert keras.backend.standardize_dtype(value.dtype) == "float32"
+
+
+# (contrastive's semi-hard threshold is its nearest selected positive: only "hard" leaves
+# anchors without a farther negative in this batch)
+FALLBACK_CASES = [("contrastive", "hard"), ("triplet", "all"), ("triplet", "hard"), ("npair", "all"), ("npair", "hard")]
+
+
+@pytest.mark.parametrize("fallback", ["nearest", "farthest", "none"])
+@pytest.mark.parametrize("name,positive", FALLBACK_CASES)
+def test_semihard_fallback_matches_reference(name, positive, fallback):
+    cls, ref, params = PAIR_LOSSES[name]
+    labels, x = random_batch(classes=3, per_class=4, dim=3, seed=11)
+    loss = cls(positive=positive, negative="semihard", semihard_fallback=fallback, **params)
+    expected = ref(x, labels, positive=positive, negative="semihard", semihard_fallback=fallback, **params)
+    np.testing.assert_allclose(float(loss(labels, x)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,positive", FALLBACK_CASES)
+def test_the_fallback_case_occurs_in_that_batch(name, positive):
+    # Otherwise the test above could not tell the fallbacks apart.
+    cls, ref, params = PAIR_LOSSES[name]
+    labels, x = random_batch(classes=3, per_class=4, dim=3, seed=11)
+    values = {f: ref(x, labels, positive=positive, negative="semihard", semihard_fallback=f, **params)
+              for f in ("nearest", "farthest", "none")}
+    assert abs(values["nearest"] - values["none"]) > 1e-3 and abs(values["nearest"] - values["farthest"]) > 1e-3, values
+
+
+def test_unknown_semihard_fallback_names_the_argument():
+    with pytest.raises(ValueError, match="semihard_fallback"):
+        losses.TripletLoss(negative="semihard", semihard_fallback="random")
+
+
+EVERY_LOSS = {
+    "ContrastiveLoss": lambda: losses.ContrastiveLoss(),
+    "TripletLoss": lambda: losses.TripletLoss(),
+    "TripletLoss-easy-semihard": lambda: losses.TripletLoss(positive="easy", negative="semihard"),
+    "NPairLoss": lambda: losses.NPairLoss(),
+    "NPairLoss-hard": lambda: losses.NPairLoss(positive="hard", negative="semihard"),
+    "ContrastiveLoss-semihard": lambda: losses.ContrastiveLoss(positive="easy", negative="semihard"),
+    "MultiSimilarityLoss": lambda: losses.MultiSimilarityLoss(),
+    "DensityAdaptive": lambda: losses.DensityAdaptive(losses.ContrastiveLoss()),
+    "PotentialFieldLoss": lambda: losses.PotentialFieldLoss(4, 5, proxies_per_class=2),
+    "PotentialFieldLoss-batch": lambda: losses.PotentialFieldLoss(4, 5, proxies_per_class=2, proxy_targets="batch"),
+    "ProxyAnchorLoss": lambda: losses.ProxyAnchorLoss(4, 5),
+    "PDDMLoss": lambda: losses.PDDMLoss(5),
+    "PDDMLoss-per-anchor": lambda: losses.PDDMLoss(5, quadruplets="per_anchor"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_empty_batch_gives_zero(name):
+    value = EVERY_LOSS[name]()(np.zeros((0,), "int32"), np.zeros((0, 5), "float32"))
+    assert float(value) == 0.0
+    assert float(losses.density_regularizer(np.zeros((0,), "int32"), np.zeros((0, 5), "float32"))) == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_scale_invariant_and_finite_for_norms_from_1e_minus_30_to_1e30(name):
+    loss = EVERY_LOSS[name]()
+    labels, x = random_batch(classes=4, per_class=3, dim=5, seed=12)
+    value, grad = value_and_grad(lambda v: loss(labels, v), x)
+    assert value > 0 and np.abs(grad).max() > 0
+    for scale in (1e-30, 1e-7, 1e19, 1e30):
+        scaled_value, scaled_grad = value_and_grad(lambda v: loss(labels, v), x * np.float32(scale))
+        np.testing.assert_allclose(scaled_value, value, rtol=1e-4, atol=1e-6, err_msg=f"scale {scale}")
+        assert np.all(np.isfinite(scaled_grad))
+        # d loss(s x) / d(s x) = (d loss / dx) / s
+        np.testing.assert_allclose(scaled_grad * np.float32(scale), grad, rtol=1e-3, atol=1e-4 * np.abs(grad).max())
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e30])
+def test_triplet_at_extreme_norms_matches_reference(scale):
+    labels, x = random_batch(seed=13)
+    expected = reference.triplet(x, labels)
+    np.testing.assert_allclose(float(losses.TripletLoss()(labels, x * np.float32(scale))), expected, rtol=1e-5)
+
+
+def test_int64_class_ids_keep_their_identity():
+    labels, x = random_batch(seed=14)
+    expected = float(losses.TripletLoss()(labels, x))
+    far_apart = labels.astype("int64") * 2**32 + 7  # equal modulo 2^32: one class if wrapped to int32
+    if keras.backend.backend() == "jax" and not keras.ops.convert_to_tensor(far_apart).dtype == "int64":
+        with pytest.raises(ValueError, match="cannot represent"):
+            losses.TripletLoss()(far_apart, x)
+        return
+    np.testing.assert_allclose(float(losses.TripletLoss()(far_apart, x)), expected, rtol=1e-6)

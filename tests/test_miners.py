@@ -45,24 +45,48 @@ def test_semihard_negative_one_threshold_per_anchor():
     assert np.asarray(sel.index)[:, 0].tolist() == [4, 5, 5, 2, 0, 2]
 
 
-def test_semihard_with_many_thresholds_matches_a_loop():
+@pytest.mark.parametrize("fallback", ["nearest", "farthest", "none"])
+def test_semihard_fallback_one_threshold_per_anchor(fallback):
+    dist, _, neg = _mine()
+    # Anchor 5 (at 5), threshold 10: no negative beyond; its negatives are at 0 (index 0), 1 (1), 3 (2).
+    thresholds = np.array([[1.2], [1.2], [1.2], [1.2], [1.2], [10.0]], "float32")
+    sel = miners.mine_negatives(dist, neg, "semihard", thresholds, fallback)
+    index, valid = np.asarray(sel.index)[:, 0], np.asarray(sel.valid)[:, 0]
+    assert index[:5].tolist() == [4, 5, 5, 2, 0] and valid[:5].all()
+    expected = {"nearest": (2, True), "farthest": (0, True), "none": (None, False)}[fallback]
+    assert bool(valid[5]) == expected[1]
+    if expected[0] is not None:
+        assert index[5] == expected[0]
+
+
+@pytest.mark.parametrize("fallback", ["nearest", "farthest", "none"])
+def test_semihard_with_many_thresholds_matches_a_loop(fallback):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 3)).astype("float32")
     labels = rng.integers(0, 3, size=12)
     dist = np.asarray(distances.euclidean(x))
     _, neg = distances.label_masks(labels)
     thresholds = np.asarray(dist, dtype="float32")  # every column as a threshold
-    sel = miners.mine_negatives(dist, neg, "semihard", thresholds)
+    sel = miners.mine_negatives(dist, neg, "semihard", thresholds, fallback)
     index, valid = np.asarray(sel.index), np.asarray(sel.valid)
+    fallbacks_seen = 0
     for i in range(12):
         negatives = [k for k in range(12) if labels[k] != labels[i]]
         for a in range(12):
-            assert valid[i, a] == bool(negatives)
-            if not negatives:
-                continue
-            beyond = [k for k in negatives if dist[i, k] > thresholds[i, a]] or negatives
-            best = min(beyond, key=lambda k: (dist[i, k], k))
-            assert index[i, a] == best
+            beyond = [k for k in negatives if dist[i, k] > thresholds[i, a]]
+            fallbacks_seen += bool(negatives) and not beyond
+            if beyond:
+                best = min(beyond, key=lambda k: (dist[i, k], k))
+            elif negatives and fallback == "nearest":
+                best = min(negatives, key=lambda k: (dist[i, k], k))
+            elif negatives and fallback == "farthest":
+                best = max(negatives, key=lambda k: (dist[i, k], -k))
+            else:
+                best = None
+            assert valid[i, a] == (best is not None)
+            if best is not None:
+                assert index[i, a] == best
+    assert fallbacks_seen > 0
 
 
 def test_ties_go_to_lower_index():

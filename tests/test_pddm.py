@@ -1,4 +1,4 @@
-"""PDDM unit, PDDMLoss and PDDM re-ranking against NumPy references (METHODS.md section 5)."""
+"""PDDM unit, PDDMLoss and PDDM re-ranking against NumPy references (docs/methods.md, PDDM)."""
 import keras
 import numpy as np
 import pytest
@@ -41,8 +41,18 @@ def reference_scores(pddm, a, b):
     return (c @ ws + bs)[..., 0]
 
 
+def quadruplet_loss(scores, x, i, j, k, l, alpha, beta, lam):
+    """`E_m + lam * E_e` of one quadruplet, float64."""
+    def d2(a, b):
+        return np.sum((x[a] - x[b]) ** 2)
+
+    e_m = max(alpha + scores[i, k] - scores[i, j], 0) + max(alpha + scores[j, l] - scores[i, j], 0)
+    e_e = max(beta + d2(i, j) - d2(i, k), 0) + max(beta + d2(i, j) - d2(j, l), 0)
+    return e_m + lam * e_e
+
+
 def reference_loss(pddm, labels, embeddings, alpha=0.5, beta=0.5, lam=0.5):
-    """The quadruplet loss with explicit loops over anchors."""
+    """`quadruplets="per_anchor"`: one quadruplet per anchor, explicit loops."""
     x = embeddings.astype("float64")
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     n = len(x)
@@ -56,12 +66,40 @@ def reference_loss(pddm, labels, embeddings, alpha=0.5, beta=0.5, lam=0.5):
         j = min(positives, key=lambda p: scores[i, p])
         k = max(negatives_i, key=lambda q: scores[i, q])
         l = max((q for q in range(n) if labels[q] != labels[j]), key=lambda q: scores[j, q])
-        d2 = lambda a, b: np.sum((x[a] - x[b]) ** 2)
-        e_m = max(alpha + scores[i, k] - scores[i, j], 0) + max(alpha + scores[j, l] - scores[i, j], 0)
-        e_e = max(beta + d2(i, j) - d2(i, k), 0) + max(beta + d2(i, j) - d2(j, l), 0)
-        total += e_m + lam * e_e
+        total += quadruplet_loss(scores, x, i, j, k, l, alpha, beta, lam)
         count += 1
     return total / max(count, 1)
+
+
+def reference_batch_quadruplet(pddm, labels, embeddings):
+    """The paper's rule: the positive pair `(i, j)` of least score among those whose
+    members both have a negative, then each member's highest-scoring negative. Mined on
+    the layer's own float32 pairwise matrix; ties to the lower (row-major) index.
+    Returns `(i, j, k, l)` or None."""
+    n = len(labels)
+    x = embeddings / np.linalg.norm(embeddings.astype("float64"), axis=1, keepdims=True)
+    scores = numpy(pddm.pairwise(x.astype("float32")))
+
+    def negatives(a):
+        return [q for q in range(n) if labels[q] != labels[a]]
+
+    pairs = [(a, b) for a in range(n) for b in range(n)
+             if a != b and labels[a] == labels[b] and negatives(a) and negatives(b)]
+    if not pairs:
+        return None
+    i, j = min(pairs, key=lambda pair: scores[pair])  # min keeps the first of equal scores
+    return i, j, max(negatives(i), key=lambda q: scores[i, q]), max(negatives(j), key=lambda q: scores[j, q])
+
+
+def reference_batch_loss(pddm, labels, embeddings, alpha=0.5, beta=0.5, lam=0.5):
+    """`quadruplets="batch"`: `E_m + lam * E_e` of the batch's one quadruplet, else 0."""
+    quadruplet = reference_batch_quadruplet(pddm, labels, embeddings)
+    if quadruplet is None:
+        return 0.0
+    x = embeddings.astype("float64")
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    scores = reference_scores(pddm, x[:, None, :], x[None, :, :])
+    return quadruplet_loss(scores, x, *quadruplet, alpha, beta, lam)
 
 
 @pytest.mark.parametrize("hidden_dim", [None, 5])
@@ -82,15 +120,60 @@ def test_unit_matches_the_formula_pairwise_equals_pair_by_pair_and_is_symmetric(
 
 
 @pytest.mark.parametrize("seed,hidden_dim,alpha,beta,lam", [(0, None, 0.5, 0.5, 0.5), (1, 3, 0.2, 1.0, 2.0)])
-def test_loss_matches_numpy_reference(seed, hidden_dim, alpha, beta, lam):
+def test_per_anchor_loss_matches_numpy_reference(seed, hidden_dim, alpha, beta, lam):
     labels, embeddings = random_batch(classes=3, per_class=4, dim=6, seed=seed)
-    loss = PDDMLoss(6, hidden_dim=hidden_dim, alpha=alpha, beta=beta, lam=lam)
+    loss = PDDMLoss(6, hidden_dim=hidden_dim, alpha=alpha, beta=beta, lam=lam, quadruplets="per_anchor")
     randomise(loss.pddm, seed)
     expected = reference_loss(loss.pddm, labels, embeddings, alpha, beta, lam)
     assert expected > 0.1
     value, grad = value_and_grad(lambda e: loss(labels, e), embeddings)
     np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4)
     assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_quadruplet_matches_the_papers_rule_on_random_batches(seed):
+    rng = np.random.default_rng(seed)
+    n = 10
+    # Varied batches: several classes with singletons mixed in; seed 5 is one class
+    # (its hardest positive pair has members without negatives: no quadruplet).
+    labels = np.zeros(n, "int32") if seed == 5 else rng.integers(0, 2 + seed, size=n).astype("int32")
+    embeddings = rng.normal(size=(n, 6)).astype("float32")
+    loss = PDDMLoss(6, hidden_dim=4, alpha=0.3, beta=0.8, lam=0.7)
+    randomise(loss.pddm, seed)
+    expected_quadruplet = reference_batch_quadruplet(loss.pddm, labels, embeddings)
+    assert (expected_quadruplet is None) == (seed == 5)
+    i, j, k, l, valid = (numpy(t) for t in loss.mine(ops.convert_to_tensor(labels), ops.convert_to_tensor(embeddings) / np.linalg.norm(embeddings, axis=1, keepdims=True)))
+    assert valid.shape == (1,) and bool(valid[0]) == (expected_quadruplet is not None)
+    if expected_quadruplet is not None:
+        assert (i[0], j[0], k[0], l[0]) == expected_quadruplet
+    expected = reference_batch_loss(loss.pddm, labels, embeddings, 0.3, 0.8, 0.7)
+    value, grad = value_and_grad(lambda e: loss(labels, e), embeddings)
+    np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(grad))
+    # Only the quadruplet's four embeddings get a gradient.
+    moved = set(np.flatnonzero(np.abs(grad).sum(axis=1) > 0))
+    assert moved <= (set(expected_quadruplet) if expected_quadruplet else set())
+
+
+def test_batch_quadruplet_of_a_hand_built_score_matrix():
+    # Members of a positive pair share their negatives (every other class), so a pair
+    # without negatives only occurs in a one-class batch (seed 5 above).
+    labels = np.array([0, 0, 1, 1, 1, 2], "int32")
+    scores = np.array([
+        [0.0, 0.9, 0.1, 0.3, 0.8, 0.2],
+        [0.9, 0.0, 0.5, 0.6, 0.1, 0.7],
+        [0.1, 0.5, 0.0, 0.4, 0.6, 0.95],
+        [0.3, 0.6, 0.4, 0.0, 0.05, 0.1],
+        [0.8, 0.1, 0.6, 0.05, 0.0, 0.5],
+        [0.2, 0.7, 0.95, 0.1, 0.5, 0.0],
+    ], "float32")
+    loss = PDDMLoss(2)
+    loss.pddm.pairwise = lambda embeddings: ops.convert_to_tensor(scores)
+    i, j, k, l, valid = (numpy(t) for t in loss.mine(ops.convert_to_tensor(labels), np.zeros((6, 2), "float32")))
+    # positive pairs: (0, 1) 0.9, (2, 3) 0.4, (2, 4) 0.6, (3, 4) 0.05 -> (3, 4);
+    # negatives of 3: 0 (0.3), 1 (0.6), 5 (0.1) -> 1; of 4: 0 (0.8), 1 (0.1), 5 (0.5) -> 0.
+    assert (i[0], j[0], k[0], l[0], valid[0]) == (3, 4, 1, 0, True)
 
 
 def test_mining_picks_the_hard_quadruplets_of_a_hand_built_score_matrix():
@@ -104,9 +187,10 @@ def test_mining_picks_the_hard_quadruplets_of_a_hand_built_score_matrix():
         [0.2, 0.7, 0.95, 0.1, 0.05, 0.0],
     ], "float32")
     np.testing.assert_array_equal(scores, scores.T)
-    loss = PDDMLoss(2)
+    loss = PDDMLoss(2, quadruplets="per_anchor")
     loss.pddm.pairwise = lambda embeddings: ops.convert_to_tensor(scores)
-    j, k, l, valid = (numpy(t) for t in loss.mine(ops.convert_to_tensor(labels), np.zeros((6, 2), "float32")))
+    i, j, k, l, valid = (numpy(t) for t in loss.mine(ops.convert_to_tensor(labels), np.zeros((6, 2), "float32")))
+    np.testing.assert_array_equal(i, np.arange(6))
     # anchor 0: positives 1 (0.9), 2 (0.1) -> j = 2; negatives 3 (0.3), 4 (0.8), 5 (0.2) -> k = 4;
     # negatives of 2: 3 (0.4), 4 (0.2), 5 (0.95) -> l = 5.
     assert (j[0], k[0], l[0]) == (2, 4, 5)
@@ -117,8 +201,9 @@ def test_mining_picks_the_hard_quadruplets_of_a_hand_built_score_matrix():
     np.testing.assert_array_equal(valid, [True, True, True, True, True, False])  # class 2 has no positive
 
 
-def test_degenerate_batches_give_exactly_zero_with_zero_gradients():
-    loss = PDDMLoss(4)
+@pytest.mark.parametrize("quadruplets", ["batch", "per_anchor"])
+def test_degenerate_batches_give_exactly_zero_with_zero_gradients(quadruplets):
+    loss = PDDMLoss(4, quadruplets=quadruplets)
     randomise(loss.pddm)
     embeddings = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
     for labels in (np.zeros(5, "int32"), np.arange(5, dtype="int32")):
@@ -151,6 +236,8 @@ def test_bad_input_raises_clear_errors():
         PDDMLoss(0)
     with pytest.raises(ValueError, match="alpha"):
         PDDMLoss(4, alpha=-1.0)
+    with pytest.raises(ValueError, match="quadruplets"):
+        PDDMLoss(4, quadruplets="all")
     with pytest.raises(ValueError, match="labels"):
         PDDMLoss(4)(np.array([0.0, 1.0, 1.0]), np.ones((3, 4), "float32"))
 

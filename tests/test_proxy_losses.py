@@ -35,7 +35,7 @@ def _normalize(x):
 
 
 def potential_field_reference(labels, embeddings, proxies, alpha, delta_att, delta_rep, proxy_targets):
-    """METHODS.md section 3, one charge at a time, in float64."""
+    """docs/methods.md, potential field, one charge at a time, in float64."""
     num_classes, per_class, dim = proxies.shape
     z = _normalize(embeddings.astype("float64"))
     p = _normalize(proxies.reshape(-1, dim).astype("float64"))
@@ -235,12 +235,18 @@ def test_bad_inputs_raise(make):
         loss(np.array([0, 1, 2]), np.full((3, 4), np.nan, "float32"))
 
 
-def test_out_of_range_labels_are_clipped_under_xla():
-    loss = PotentialFieldLoss(3, 4, proxies_per_class=2, proxy_targets="batch")
+@pytest.mark.parametrize("make", [
+    lambda: PotentialFieldLoss(3, 4, proxies_per_class=2, proxy_targets="batch"),
+    lambda: ProxyAnchorLoss(3, 4),
+])
+def test_out_of_range_labels_give_nan_under_xla_never_a_clipped_class(make):
+    loss = make()
     embeddings = random_batch(classes=2, per_class=2, dim=4, seed=7)[1]
-    value = float(compiled(lambda labels: loss(labels, embeddings))(np.array([0, 7, 1, -2], "int32")))
-    assert np.isfinite(value)
-    np.testing.assert_allclose(value, float(loss(np.array([0, 2, 1, 0]), embeddings)), rtol=1e-6)
+    step = compiled(lambda labels: loss(labels, embeddings))
+    for labels in ([0, 7, 1, 2], [0, -1, 1, 2], [-4, -3, -2, -1]):
+        assert np.isnan(float(step(np.array(labels, "int32"))))
+    in_range = np.array([0, 2, 1, 0], "int32")
+    np.testing.assert_allclose(float(step(in_range)), float(loss(in_range, embeddings)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -7,7 +7,7 @@ evaluation callback, `keras-dml evaluate` and export all ask it, so they cannot
 disagree: `eval_batches` is the one evaluation input path.
 
 Deep metric learning is evaluated zero-shot: test classes are never seen in training
-(docs/methods.md, section 6). Every split is a split by class, labels re-indexed from 0.
+(docs/methods.md, section 7). Every split is a split by class, labels re-indexed from 0.
 
 | name        | source                                   | `"train"` classes         | `"test"` classes   |
 |-------------|------------------------------------------|---------------------------|--------------------|

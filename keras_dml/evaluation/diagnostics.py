@@ -6,7 +6,7 @@ On L2-normalised embeddings (`normalize=True`), for each class `c` with at least
 - spread `sigma_c = mean_{i in c} ||z_i - mu_c||`, with `mu_c` the class centre;
 - gap `g_c = min_{c' != c} ||mu_c - mu_c'||`, the distance to the nearest other centre;
 
-the same quantities as the density regularizer (METHODS.md section 4). Given a mode id
+the same quantities as the density regularizer (docs/methods.md section 5). Given a mode id
 per sample (which sub-cluster of its class it was drawn from), the mode-preservation
 score is the share of each sample's `k` nearest same-class neighbours that come from
 its own mode: about 1 when the modes stay apart, about the chance rate (1/3 for three

@@ -1,4 +1,4 @@
-"""Retrieval metrics of the deep-metric-learning protocol (METHODS.md section 6).
+"""Retrieval metrics of the deep-metric-learning protocol (docs/methods.md section 7).
 
 Every sample is a query; the gallery is the same set without the query itself (or,
 with `gallery_embeddings=`, a separate set, as In-Shop-style benchmarks need). For a

@@ -2,7 +2,7 @@
 
 A plain k-NN search ranks candidates by one global distance; a PDDM unit scores each
 (query, candidate) pair from its difference and its position, so it can re-order the
-nearest `top_k` candidates (METHODS.md section 5). A `PDDM` layer is itself a valid
+nearest `top_k` candidates (docs/methods.md section 6). A `PDDM` layer is itself a valid
 scorer for `keras_dml.index.Index.search(..., rerank=pddm)`.
 
 Example:

@@ -1,4 +1,4 @@
-"""`PDDM`: the position-dependent deep metric unit (Huang et al., NIPS 2016), METHODS.md section 5.
+"""`PDDM`: the position-dependent deep metric unit (Huang et al., NIPS 2016), docs/methods.md, PDDM.
 
 The unit scores a pair of features from their difference and their position:
 
@@ -11,7 +11,7 @@ A higher score means more similar. The hidden width defaults to the feature widt
 import keras
 from keras import ops
 
-from keras_dml import distances
+from keras_dml import checks, distances
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -39,9 +39,7 @@ class PDDM(keras.layers.Layer):
 
     def __init__(self, hidden_dim=None, **kwargs):
         super().__init__(**kwargs)
-        if hidden_dim is not None and (isinstance(hidden_dim, bool) or int(hidden_dim) != hidden_dim or hidden_dim < 1):
-            raise ValueError(f"hidden_dim must be a positive integer or None; got {hidden_dim!r}.")
-        self.hidden_dim = None if hidden_dim is None else int(hidden_dim)
+        self.hidden_dim = None if hidden_dim is None else checks.positive_int(hidden_dim, "hidden_dim")
         self.feature_dim = None
 
     def build(self, a_shape, b_shape=None):

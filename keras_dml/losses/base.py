@@ -1,13 +1,24 @@
-"""`MetricLoss`: the one template every keras_dml loss follows.
+"""The one template every keras_dml loss follows, for stateless losses and criteria with weights.
 
-    labels, embeddings  -> checked (shapes, dtypes, finite values)
-                        -> gathered from all replicas under tf.distribute (`cross_replica=True`)
-                        -> float32, L2-normalised (`normalize=True`)
-                        -> per-anchor terms and validity   (each loss's `anchor_terms`)
-                        -> mean over valid anchors          (0 when there is none)
+    labels, embeddings -> checked (shapes, dtypes; eager calls: finite values)
+                       -> gathered from all replicas under tf.distribute (`cross_replica=True`)
+                       -> float32, L2-normalised (`normalize=True`)
+                       -> `terms(labels, embeddings)` -> `(terms, valid)`     (each loss's hook)
+                       -> mean of `terms` over its `valid` entries            (0 when there is none)
+                       -> NaN when an input is not finite (`inputs_ok`)
 
-The mean over valid anchors is taken so that a batch without any valid anchor gives
-exactly 0 with zero gradients (METHODS.md section 0), also under XLA.
+Why the reduction is a masked mean over valid anchors (docs/methods.md, notation):
+- a batch with no valid anchor (one class, only singletons, an empty batch) gives
+  exactly 0 with zero gradients, never NaN (no 0 / 0);
+- every shape is static, so it compiles under XLA, and under tf.distribute it is
+  computed once on the gathered global batch (a per-replica mean of means would weigh
+  replicas with few valid anchors too much).
+Because the mean skips masked entries, a NaN there would vanish silently: `inputs_ok`
+turns the loss into NaN whenever an embedding or a weight of the criterion is not
+finite, so `keras.callbacks.TerminateOnNaN` stops the run (eager calls raise instead).
+
+`MetricLoss` is a `keras.losses.Loss` (`compile(loss=...)` on any model);
+`TrainableMetricLoss` is a layer (trained through `keras_dml.models.MetricModel`).
 """
 import keras
 import numpy as np
@@ -35,7 +46,12 @@ def check_embeddings(embeddings, argument="y_pred"):
 
 
 def check_labels(labels, batch_size=None, argument="y_true"):
-    """`labels` as an int32 `(n,)` tensor; accepts shape `(n,)` or `(n, 1)`."""
+    """`labels` as an `(n,)` integer tensor of their own dtype; accepts shape `(n,)` or `(n, 1)`.
+
+    Class ids are compared in their own dtype, so int64 ids that differ by 2^32 stay
+    different classes. A backend that cannot hold them (JAX without x64) raises.
+    """
+    given = checks.concrete_values(labels)
     labels = ops.convert_to_tensor(labels)
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if "int" not in dtype:
@@ -50,7 +66,12 @@ def check_labels(labels, batch_size=None, argument="y_true"):
         raise ValueError(
             f"{argument} (labels) has {shape[0]} entries but the batch has {batch_size} embeddings."
         )
-    return ops.cast(ops.reshape(labels, (-1,)), "int32")
+    if given is not None and given.size and not np.array_equal(given, checks.concrete_values(labels)):
+        raise ValueError(
+            f"{argument} (labels) holds class ids that {keras.backend.backend()} cannot represent as "
+            f"{dtype} (from {given.min()} to {given.max()}); re-index them, e.g. with np.unique(..., return_inverse=True)."
+        )
+    return ops.reshape(labels, (-1,))
 
 
 def masked_mean(values, mask, axis=None, keepdims=False):
@@ -59,6 +80,14 @@ def masked_mean(values, mask, axis=None, keepdims=False):
     total = ops.sum(ops.where(mask > 0, values, 0.0), axis=axis, keepdims=keepdims)
     count = ops.sum(mask, axis=axis, keepdims=keepdims)
     return total / ops.maximum(count, 1.0)
+
+
+def all_finite(*tensors):
+    """Scalar bool: every entry of every tensor is finite."""
+    finite = ops.convert_to_tensor(True)
+    for tensor in tensors:
+        finite = ops.logical_and(finite, ops.all(ops.isfinite(tensor)))
+    return finite
 
 
 def pair_values(full_matrix, paired, embeddings, selection):
@@ -76,16 +105,44 @@ def pair_values(full_matrix, paired, embeddings, selection):
     return ops.take_along_axis(full_matrix(), selection.index, axis=1)
 
 
+class LossTemplate:
+    """The steps shared by `MetricLoss` and `TrainableMetricLoss` (see the module docstring).
+
+    A loss implements `terms(labels, embeddings) -> (terms, valid)` on `(n,)` integer
+    labels and float32 `(n, D)` embeddings (normalised when `self.normalize`): `terms`
+    and `valid` of shape `(m,)` (the loss is the mean of the valid terms) or `(k, m)`
+    (the sum of `k` such means, e.g. a loss plus a weighted regularizer).
+    """
+
+    normalize = True
+
+    def compute(self, labels, embeddings):
+        """The loss of checked (and gathered) labels and float32 embeddings."""
+        if embeddings.shape[0] == 0:  # an empty batch: no anchor; 0, still a function of the inputs
+            return ops.sum(embeddings) * 0.0
+        prepared = distances.l2_normalize(embeddings) if self.normalize else embeddings
+        terms, valid = self.terms(labels, prepared)
+        loss = ops.sum(masked_mean(terms, valid, axis=-1))
+        return ops.where(self.inputs_ok(labels, embeddings), loss, float("nan"))
+
+    def terms(self, labels, embeddings):
+        raise NotImplementedError
+
+    def inputs_ok(self, labels, embeddings):
+        """Scalar bool: the loss is defined for these inputs (else it is NaN).
+
+        Finite embeddings and finite weights; subclasses add their own conditions.
+        """
+        return all_finite(embeddings, *getattr(self, "weights", ()))
+
+
 @keras.saving.register_keras_serializable(package="keras_dml")
-class MetricLoss(keras.losses.Loss):
-    """Base class: `loss(labels, embeddings)` -> float32 scalar.
+class MetricLoss(LossTemplate, keras.losses.Loss):
+    """Base class of stateless losses: `loss(labels, embeddings)` -> float32 scalar.
 
-    Subclasses implement `anchor_terms(labels, embeddings) -> (terms, valid)`, both of
-    shape `(n,)`, on labels `int32 (n,)` and float32 embeddings `(n, D)` (already
-    normalised when `normalize=True`).
-
-    Under a `tf.distribute` strategy with `cross_replica=True` the loss is computed on
-    the global batch gathered from all replicas (see `keras_dml.distributed`).
+    Subclasses implement `terms` (see `LossTemplate`). Under a `tf.distribute` strategy
+    with `cross_replica=True` the loss is computed on the global batch gathered from
+    all replicas (see `keras_dml.distributed`).
     """
 
     def __init__(self, normalize=True, cross_replica=True, name=None):
@@ -101,45 +158,30 @@ class MetricLoss(keras.losses.Loss):
             )
         embeddings = check_embeddings(y_pred)
         labels = check_labels(distributed.built_labels(y_true), batch_size=embeddings.shape[0])
-        return distributed.replica_loss(self.call, labels, embeddings, self.cross_replica)
+        return distributed.replica_loss(self.compute, labels, embeddings, self.cross_replica)
 
     def call(self, y_true, y_pred):
-        embeddings = ops.cast(y_pred, "float32")
-        if self.normalize:
-            embeddings = distances.l2_normalize(embeddings)
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        terms, valid = self.anchor_terms(labels, embeddings)
-        return masked_mean(terms, valid)
-
-    def anchor_terms(self, labels, embeddings):
-        raise NotImplementedError
+        return self.compute(y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica}
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
-class TrainableMetricLoss(keras.layers.Layer):
-    """Base class for criteria with trainable weights: `criterion(labels, embeddings)` -> float32 scalar.
+class TrainableMetricLoss(LossTemplate, keras.layers.Layer):
+    """Base class of criteria with trainable weights: `criterion(labels, embeddings)` -> float32 scalar.
 
     The same template as `MetricLoss`, as a layer so that `keras_dml.models.MetricModel`
-    trains its weights with the embedder and saves them with the model:
-
-        labels, embeddings -> checked -> float32, L2-normalised -> `terms(labels, embeddings)`
-                           -> mean of each row of terms over its valid entries, summed
-
-    Subclasses implement `terms(labels, embeddings) -> (terms, valid)`, of shape `(m,)`
-    (one mean) or `(k, m)` (a sum of `k` means over different sets), and create their
-    weights in `__init__` or in `build(labels_shape, embeddings_shape)`; one that sets
-    `self.embedding_dim` gets embeddings of any other width rejected. A subclass that
-    takes embeddings as they are sets `normalize = False`. The loss math runs in float32
-    whatever the global dtype policy. `cross_replica` is as for `MetricLoss`.
+    trains its weights with the embedder and saves them with the model. Subclasses
+    implement `terms` and create their weights in `__init__` or in
+    `build(labels_shape, embeddings_shape)`; one that sets `self.embedding_dim` gets
+    embeddings of any other width rejected. The loss math runs in float32 whatever the
+    global dtype policy. `normalize` and `cross_replica` are as for `MetricLoss`.
     """
 
-    normalize = True
-
-    def __init__(self, cross_replica=True, **kwargs):
+    def __init__(self, normalize=True, cross_replica=True, **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32"})
+        self.normalize = bool(normalize)
         self.cross_replica = bool(cross_replica)
 
     def __call__(self, labels, embeddings):
@@ -150,17 +192,18 @@ class TrainableMetricLoss(keras.layers.Layer):
                 f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
                 f"embedding_dim={expected}."
             )
+        if "float" in keras.backend.standardize_dtype(ops.convert_to_tensor(labels).dtype):
+            raise ValueError(
+                f"labels must hold integer class ids; got floats. {type(self).__name__} has trainable "
+                "weights, so it is not a compile(loss=...) loss (Keras passes it float labels and "
+                "would never train its weights): train it with "
+                "keras_dml.models.MetricModel(embedder, criterion), compiled without loss=."
+            )
         labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
         return distributed.replica_loss(super().__call__, labels, embeddings, self.cross_replica)
 
     def call(self, labels, embeddings):
-        if self.normalize:
-            embeddings = distances.l2_normalize(embeddings)
-        terms, valid = self.terms(labels, embeddings)
-        return ops.sum(masked_mean(terms, valid, axis=-1))
-
-    def terms(self, labels, embeddings):
-        raise NotImplementedError
+        return self.compute(labels, embeddings)
 
     def get_config(self):
-        return {**super().get_config(), "cross_replica": self.cross_replica}
+        return {**super().get_config(), "normalize": self.normalize, "cross_replica": self.cross_replica}

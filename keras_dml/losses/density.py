@@ -1,4 +1,4 @@
-"""Density adaptivity regularizer (IEEE TMM 2020; METHODS.md section 4).
+"""Density adaptivity regularizer (IEEE TMM 2020; docs/methods.md, density).
 
 A margin loss can pack a class into too tight a ball. For every class `c` with at least
 2 samples in the batch, on the (normalised) embeddings:
@@ -14,7 +14,8 @@ towards each other. A batch with one class, or with only singletons, gives `R = 
 
 Shapes are static (XLA): the class of sample `i` is the row `i` of the label-equality
 matrix, so its centre and spread are masked means over that row, and every class is
-counted once by weighting each of its samples by `1 / class_size`.
+counted once, at its first sample. `DensityAdaptive` adds `R` to its base loss through
+the loss template (`keras_dml.losses.base`): one more row of terms.
 
 Example:
 
@@ -28,16 +29,8 @@ True
 import keras
 from keras import ops
 
-from keras_dml import distances, miners
-from keras_dml.losses.base import MetricLoss, check_embeddings, check_labels
-
-
-def check_rho(rho):
-    """`rho` as a float; raises `ValueError` unless `0 < rho <= 1`."""
-    rho = float(rho)
-    if not 0.0 < rho <= 1.0:
-        raise ValueError(f"rho must be in (0, 1]; got rho={rho}.")
-    return rho
+from keras_dml import checks, distances
+from keras_dml.losses.base import MetricLoss, all_finite, check_embeddings, check_labels, masked_mean
 
 
 def class_statistics(labels, embeddings):
@@ -57,22 +50,21 @@ def class_statistics(labels, embeddings):
     centre_dist = ops.stop_gradient(distances.euclidean(centres))
     other_class = same < 0.5
     has_other = ops.any(other_class, axis=1)
-    gap = ops.where(has_other, ops.min(ops.where(other_class, centre_dist, miners.FAR), axis=1), 0.0)
+    gap = ops.where(has_other, ops.min(ops.where(other_class, centre_dist, distances.FAR), axis=1), 0.0)
     valid = ops.logical_and(class_size >= 2.0, has_other)
     spread = ops.where(valid, spread, 0.0)
     return spread, gap, 1.0 / class_size, valid
 
 
-def regularizer_value(labels, embeddings, rho):
-    """`R = mean_c [rho * g_c - sigma_c]_+` on checked int32 labels and float32 embeddings."""
-    spread, gap, weight, valid = class_statistics(labels, embeddings)
-    weight = ops.where(valid, weight, 0.0)
-    penalty = ops.relu(rho * gap - spread)
-    return ops.sum(weight * penalty) / ops.maximum(ops.sum(weight), 1.0)
+def regularizer_terms(labels, embeddings, rho):
+    """`([rho * g_c - sigma_c]_+, valid)`, `(n,)` each: one valid entry per class that
+    counts, at its first sample, so that their mean is `R`."""
+    spread, gap, _, valid = class_statistics(labels, embeddings)
+    return ops.relu(rho * gap - spread), ops.logical_and(valid, distances.first_occurrence(labels))
 
 
 def density_regularizer(labels, embeddings, rho=0.125, normalize=True):
-    """The density regularizer `R` of a batch (METHODS.md section 4), a float32 scalar.
+    """The density regularizer `R` of a batch (docs/methods.md, density), a float32 scalar.
 
     Args:
         labels: integer class ids, `(n,)` or `(n, 1)`.
@@ -88,12 +80,14 @@ def density_regularizer(labels, embeddings, rho=0.125, normalize=True):
     >>> float(density_regularizer(np.array([0, 0, 1, 1]), x, rho=0.5)) > 0.3
     True
     """
-    rho = check_rho(rho)
+    rho = checks.fraction(rho, "rho")
     embeddings = check_embeddings(embeddings, argument="embeddings")
     labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
-    if normalize:
-        embeddings = distances.l2_normalize(embeddings)
-    return regularizer_value(labels, embeddings, rho)
+    if embeddings.shape[0] == 0:
+        return ops.sum(embeddings) * 0.0
+    prepared = distances.l2_normalize(embeddings) if normalize else embeddings
+    value = masked_mean(*regularizer_terms(labels, prepared, rho))
+    return ops.where(all_finite(embeddings), value, float("nan"))
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -127,24 +121,20 @@ class DensityAdaptive(MetricLoss):
                 "base_loss must be a keras_dml loss (a keras_dml.losses.MetricLoss such as "
                 f"TripletLoss()); got {type(base_loss).__name__}."
             )
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0; got weight={weight}.")
         super().__init__(
             normalize=base_loss.normalize,
             cross_replica=base_loss.cross_replica,
             name=name or f"density_adaptive_{base_loss.name}",
         )
         self.base_loss = base_loss
-        self.weight = float(weight)
-        self.rho = check_rho(rho)
+        self.weight = checks.non_negative(weight, "weight")
+        self.rho = checks.fraction(rho, "rho")
 
-    def call(self, y_true, y_pred):
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        embeddings = ops.cast(y_pred, "float32")
-        base = self.base_loss.call(labels, embeddings)
-        if self.normalize:
-            embeddings = distances.l2_normalize(embeddings)
-        return base + self.weight * regularizer_value(labels, embeddings, self.rho)
+    def terms(self, labels, embeddings):
+        """The base loss's terms and `weight` times the regularizer's, as two rows."""
+        base_terms, base_valid = self.base_loss.terms(labels, embeddings)
+        penalty, penalty_valid = regularizer_terms(labels, embeddings, self.rho)
+        return ops.stack([base_terms, self.weight * penalty]), ops.stack([base_valid, penalty_valid])
 
     def get_config(self):
         return {

@@ -1,4 +1,4 @@
-"""Pair-based losses (METHODS.md section 2), each a short `anchor_terms` on `PairLoss`.
+"""Pair-based losses (docs/methods.md, classic losses), each a short `terms` on `PairLoss`.
 
 `d` is the Euclidean distance and `s` the dot product of (normalised) embeddings;
 `P_i` and `N_i` are the positives and negatives that the `positive=` and `negative=`
@@ -25,12 +25,19 @@ class PairLoss(MetricLoss):
     """A `MetricLoss` whose anchors use mined positives and negatives.
 
     Subclasses get `self.mine(labels, embeddings)` and combine its pieces.
+    `semihard_fallback` says what `negative="semihard"` does for a positive with no
+    negative farther than it (see `keras_dml.miners.semihard_negatives`): `"nearest"`
+    (keras_dml's default) takes the nearest negative, `"farthest"` the farthest
+    (TensorFlow Addons' `triplet_semihard_loss`), `"none"` drops the pair
+    (pytorch-metric-learning). FaceNet defines no fallback.
     """
 
-    def __init__(self, positive="all", negative="all", normalize=True, cross_replica=True, name=None):
+    def __init__(self, positive="all", negative="all", normalize=True, cross_replica=True, name=None,
+                 semihard_fallback="nearest"):
         super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
         self.positive = checks.one_of(positive, "positive", miners.POSITIVE_STRATEGIES)
         self.negative = checks.one_of(negative, "negative", miners.NEGATIVE_STRATEGIES)
+        self.semihard_fallback = checks.one_of(semihard_fallback, "semihard_fallback", miners.SEMIHARD_FALLBACKS)
 
     def mine(self, labels, embeddings):
         """Distances, label masks and the positives selected for each anchor, as `Mined`."""
@@ -49,10 +56,17 @@ class PairLoss(MetricLoss):
         """The negatives under `self.negative`; `thresholds` `(n, m)` are the distances of
         the positives they pair with (semi-hard mining compares against them)."""
         squared_thresholds = ops.square(ops.stop_gradient(thresholds))
-        return miners.mine_negatives(mined.squared, mined.negative_mask, self.negative, squared_thresholds)
+        return miners.mine_negatives(
+            mined.squared, mined.negative_mask, self.negative, squared_thresholds, self.semihard_fallback
+        )
 
     def get_config(self):
-        return {**super().get_config(), "positive": self.positive, "negative": self.negative}
+        return {
+            **super().get_config(),
+            "positive": self.positive,
+            "negative": self.negative,
+            "semihard_fallback": self.semihard_fallback,
+        }
 
 
 def _hinge_sums(thresholds, values, mask):
@@ -64,12 +78,12 @@ def _hinge_sums(thresholds, values, mask):
     """
     if thresholds.shape[1] == 1:
         return ops.sum(ops.where(mask, ops.relu(thresholds - values), 0.0), axis=1, keepdims=True)
-    masked = ops.where(mask, values, miners.FAR)
+    masked = ops.where(mask, values, distances.FAR)
     order = ops.argsort(ops.stop_gradient(masked), axis=1)
     ascending = ops.take_along_axis(masked, order, axis=1)
     below = miners.count_at_most(ops.stop_gradient(ascending), ops.stop_gradient(thresholds))
     prefix = ops.concatenate(
-        [ops.zeros_like(ascending[:, :1]), ops.cumsum(ops.where(ascending < miners.FAR, ascending, 0.0), axis=1)],
+        [ops.zeros_like(ascending[:, :1]), ops.cumsum(ops.where(ascending < distances.FAR, ascending, 0.0), axis=1)],
         axis=1,
     )
     summed = ops.take_along_axis(prefix, below, axis=1)
@@ -96,17 +110,17 @@ class ContrastiveLoss(PairLoss):
     """
 
     def __init__(self, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", normalize=True,
-                 cross_replica=True, name=None):
+                 cross_replica=True, name=None, semihard_fallback="nearest"):
         super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name)
+                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
 
-    def anchor_terms(self, labels, embeddings):
+    def terms(self, labels, embeddings):
         mined = self.mine(labels, embeddings)
         positives, positive_dist = mined.positives, mined.positive_dist
         has_positive = ops.any(positives.valid, axis=1)
-        nearest_positive = ops.min(ops.where(positives.valid, positive_dist, miners.FAR), axis=1, keepdims=True)
+        nearest_positive = ops.min(ops.where(positives.valid, positive_dist, distances.FAR), axis=1, keepdims=True)
         negatives = self.mine_negatives(mined, nearest_positive)
         negative_valid = negatives.valid
         if self.negative == "semihard":
@@ -130,7 +144,7 @@ class TripletLoss(PairLoss):
     With `positive="easy"` each anchor is paired only with its nearest same-class
     sample, which keeps a class's sub-clusters apart instead of collapsing them
     (Levi et al., ICCV 2021). With `negative="semihard"` each positive gets the nearest
-    negative farther than it, or the nearest negative if none is.
+    negative farther than it; `semihard_fallback` says what happens when none is.
 
     Example:
 
@@ -142,12 +156,13 @@ class TripletLoss(PairLoss):
     True
     """
 
-    def __init__(self, margin=0.2, positive="all", negative="all", normalize=True, cross_replica=True, name=None):
+    def __init__(self, margin=0.2, positive="all", negative="all", normalize=True, cross_replica=True, name=None,
+                 semihard_fallback="nearest"):
         super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name)
+                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
         self.margin = float(margin)
 
-    def anchor_terms(self, labels, embeddings):
+    def terms(self, labels, embeddings):
         mined = self.mine(labels, embeddings)
         positives, positive_dist, negative_mask = mined.positives, mined.positive_dist, mined.negative_mask
         if self.negative == "all":
@@ -184,14 +199,12 @@ class NPairLoss(PairLoss):
     """
 
     def __init__(self, temperature=0.1, positive="all", negative="all", normalize=True, cross_replica=True,
-                 name=None):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {temperature}.")
+                 name=None, semihard_fallback="nearest"):
         super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name)
-        self.temperature = float(temperature)
+                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
+        self.temperature = checks.positive(temperature, "temperature")
 
-    def anchor_terms(self, labels, embeddings):
+    def terms(self, labels, embeddings):
         mined = self.mine(labels, embeddings)
         positives, negative_mask = mined.positives, mined.negative_mask
 
@@ -200,7 +213,7 @@ class NPairLoss(PairLoss):
 
         positive_sim = pair_values(similarity, distances.paired_dot, embeddings, positives)
         if self.negative == "all":
-            scaled = ops.where(negative_mask, similarity() / self.temperature, -miners.FAR)
+            scaled = ops.where(negative_mask, similarity() / self.temperature, -distances.FAR)
             negative_logits = ops.logsumexp(scaled, axis=1, keepdims=True)
             negative_valid = ops.any(negative_mask, axis=1, keepdims=True)
         else:
@@ -224,7 +237,10 @@ class MultiSimilarityLoss(MetricLoss):
 
     `l_i = 1/alpha log(1 + sum_j exp(-alpha (s_ij - base))) + 1/beta log(1 + sum_k exp(beta (s_ik - base)))`
 
-    An anchor counts when it has a positive and a negative in the batch.
+    The loss is the mean of `l_i` over the anchors with a positive and a negative in the
+    batch (keras_dml's template); the paper and pytorch-metric-learning average over all
+    samples, counting such anchors as 0. The two differ only when a class has a single
+    sample in the batch.
 
     Example:
 
@@ -238,27 +254,25 @@ class MultiSimilarityLoss(MetricLoss):
 
     def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, normalize=True, cross_replica=True,
                  name=None):
-        if alpha <= 0 or beta <= 0:
-            raise ValueError(f"alpha and beta must be positive; got alpha={alpha}, beta={beta}.")
         super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
+        self.alpha = checks.positive(alpha, "alpha")
+        self.beta = checks.positive(beta, "beta")
         self.base = float(base)
         self.epsilon = float(epsilon)
 
-    def anchor_terms(self, labels, embeddings):
+    def terms(self, labels, embeddings):
         sim = distances.dot_product(embeddings)
         mined = ops.stop_gradient(sim)
         positive_mask, negative_mask = distances.label_masks(labels)
-        hardest_negative = ops.max(ops.where(negative_mask, mined, -miners.FAR), axis=1, keepdims=True)
-        hardest_positive = ops.min(ops.where(positive_mask, mined, miners.FAR), axis=1, keepdims=True)
+        hardest_negative = ops.max(ops.where(negative_mask, mined, -distances.FAR), axis=1, keepdims=True)
+        hardest_positive = ops.min(ops.where(positive_mask, mined, distances.FAR), axis=1, keepdims=True)
         keep_positive = ops.logical_and(positive_mask, mined - self.epsilon < hardest_negative)
         keep_negative = ops.logical_and(negative_mask, mined + self.epsilon > hardest_positive)
         positive_term = ops.softplus(
-            ops.logsumexp(ops.where(keep_positive, -self.alpha * (sim - self.base), -miners.FAR), axis=1)
+            ops.logsumexp(ops.where(keep_positive, -self.alpha * (sim - self.base), -distances.FAR), axis=1)
         ) / self.alpha
         negative_term = ops.softplus(
-            ops.logsumexp(ops.where(keep_negative, self.beta * (sim - self.base), -miners.FAR), axis=1)
+            ops.logsumexp(ops.where(keep_negative, self.beta * (sim - self.base), -distances.FAR), axis=1)
         ) / self.beta
         valid = ops.logical_and(ops.any(positive_mask, axis=1), ops.any(negative_mask, axis=1))
         return positive_term + negative_term, valid

@@ -1,17 +1,17 @@
-"""Proxy-based criteria (METHODS.md sections 2 and 3): losses with trainable proxies.
+"""Proxy-based criteria (docs/methods.md, classic losses and potential field): losses with trainable proxies.
 
 Both are layers (`TrainableMetricLoss`): attach them with
 `keras_dml.models.MetricModel(embedder, criterion)` so that `fit` trains the proxies
 with the embedder and checkpoints save them. Proxies are L2-normalised when used, like
 the embeddings. Labels must lie in `[0, num_classes)`: a ValueError is raised when
-their values are known (eager calls); inside a compiled graph they are clipped into
-range, so a gather can never read outside the proxy table.
+their values are known (eager calls); inside a compiled graph an out-of-range label
+makes the loss NaN (so `TerminateOnNaN` stops the run), never a silently merged class.
 """
 import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import checks, distances, miners
+from keras_dml import checks, distances
 from keras_dml.losses.base import TrainableMetricLoss
 
 # Distances are clamped below at this value so that repulsion stays finite (section 3).
@@ -49,9 +49,15 @@ class ProxyLoss(TrainableMetricLoss):
             )
         return super().call(labels, embeddings)
 
+    def inputs_ok(self, labels, embeddings):
+        """Finite inputs and weights, and every label in `[0, num_classes)`."""
+        in_range = ops.all(ops.logical_and(labels >= 0, labels < self.num_classes))
+        return ops.logical_and(super().inputs_ok(labels, embeddings), in_range)
+
     def class_ids(self, labels):
-        """Labels clipped into `[0, num_classes)`, safe to gather with under XLA."""
-        return ops.clip(labels, 0, self.num_classes - 1)
+        """int32 class ids, safe to gather with under XLA. Out-of-range labels are clipped
+        only for the gather: `inputs_ok` makes their loss NaN."""
+        return ops.cast(ops.clip(labels, 0, self.num_classes - 1), "int32")
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "embedding_dim": self.embedding_dim}
@@ -80,17 +86,9 @@ def field_energy(points, point_labels, point_charge, charges, charge_labels, alp
     return ops.sum(ops.where(itself, 0.0, psi), axis=1)
 
 
-def first_occurrence(labels):
-    """`(n,)` bool: True where a label appears for the first time in the batch."""
-    n = ops.shape(labels)[0]
-    index = ops.arange(n, dtype="int32")
-    earlier_same = ops.logical_and(ops.equal(labels[:, None], labels[None, :]), index[None, :] < index[:, None])
-    return ops.logical_not(ops.any(earlier_same, axis=1))
-
-
 @keras.saving.register_keras_serializable(package="keras_dml")
 class PotentialFieldLoss(ProxyLoss):
-    """Potential field loss (PFML, CVPR 2025), METHODS.md section 3.
+    """Potential field loss (PFML, CVPR 2025), docs/methods.md, potential field.
 
     Every batch embedding and every proxy (`proxies_per_class` per class) is a charge.
     A charge attracts points of its class and repels the others, both decaying with
@@ -132,18 +130,15 @@ class PotentialFieldLoss(ProxyLoss):
         proxy_targets="all",
         **kwargs,
     ):
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (0 is the logarithmic limit); got {alpha}.")
-        if delta_att <= 0 or delta_rep <= 0:
-            raise ValueError(
-                f"delta_att and delta_rep must be positive; got delta_att={delta_att}, delta_rep={delta_rep}."
-            )
+        alpha = checks.non_negative(alpha, "alpha")  # 0 is the logarithmic limit
+        delta_att = checks.positive(delta_att, "delta_att")
+        delta_rep = checks.positive(delta_rep, "delta_rep")
         checks.one_of(proxy_targets, "proxy_targets", PROXY_TARGETS)
         super().__init__(num_classes, embedding_dim, proxies_per_class=proxies_per_class, **kwargs)
         self.proxies_per_class = int(proxies_per_class)
-        self.alpha = float(alpha)
-        self.delta_att = float(delta_att)
-        self.delta_rep = float(delta_rep)
+        self.alpha = alpha
+        self.delta_att = delta_att
+        self.delta_rep = delta_rep
         self.proxy_targets = proxy_targets
 
     def terms(self, labels, embeddings):
@@ -161,7 +156,7 @@ class PotentialFieldLoss(ProxyLoss):
             target_index = ops.reshape(classes[:, None] * per_class + slots[None, :], (-1,))
             targets = ops.take(proxies, target_index, axis=0)
             target_labels = ops.repeat(classes, per_class)
-            target_valid = ops.repeat(first_occurrence(classes), per_class)
+            target_valid = ops.repeat(distances.first_occurrence(classes), per_class)
         energy = field_energy(
             points=ops.concatenate([embeddings, targets], axis=0),
             point_labels=ops.concatenate([classes, target_labels], axis=0),
@@ -209,20 +204,18 @@ class ProxyAnchorLoss(ProxyLoss):
     """
 
     def __init__(self, num_classes, embedding_dim, alpha=32.0, delta=0.1, **kwargs):
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive; got {alpha}.")
-        if delta < 0:
-            raise ValueError(f"delta must be >= 0; got {delta}.")
+        alpha = checks.positive(alpha, "alpha")
+        delta = checks.non_negative(delta, "delta")
         super().__init__(num_classes, embedding_dim, **kwargs)
-        self.alpha = float(alpha)
-        self.delta = float(delta)
+        self.alpha = alpha
+        self.delta = delta
 
     def terms(self, labels, embeddings):
         proxies = distances.l2_normalize(self.proxies)
         similarity = distances.dot_product(embeddings, proxies)  # (n, num_classes)
         positive = ops.equal(self.class_ids(labels)[:, None], ops.arange(self.num_classes, dtype="int32")[None, :])
-        pull = ops.where(positive, -self.alpha * (similarity - self.delta), -miners.FAR)
-        push = ops.where(positive, -miners.FAR, self.alpha * (similarity + self.delta))
+        pull = ops.where(positive, -self.alpha * (similarity - self.delta), -distances.FAR)
+        push = ops.where(positive, -distances.FAR, self.alpha * (similarity + self.delta))
         per_proxy = ops.stack([ops.softplus(ops.logsumexp(pull, axis=0)), ops.softplus(ops.logsumexp(push, axis=0))])
         valid = ops.stack([ops.any(positive, axis=0), ops.ones_like(per_proxy[1], dtype="bool")])
         return per_proxy, valid

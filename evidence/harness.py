@@ -1,0 +1,185 @@
+"""The one harness behind every evidence script: data, embedder, training, metrics, JSON.
+
+An evidence script (one per docs page) describes its runs as settings and calls `run`
+for each seed; `write` puts the settings, the font inventory, the per-seed values and
+their mean and std into `evidence/results/<page>.json`, which the page quotes.
+
+- data: glyphs (`keras_dml.data.load_glyphs`, split by character) or, where they are
+  missing, the 8x8 digits. `mode="validation"` trains on the training classes minus a
+  quarter of them and evaluates on that quarter (for choosing hyperparameters);
+  `mode="test"` trains on every training class and evaluates on the test classes.
+- embedder: `keras_dml.models.build_embedder("small_cnn", ...)`, L2-normalised.
+- criterion: any `criterion(num_classes, embedding_dim)` factory returning a keras_dml
+  loss (stateless or trainable), trained through `keras_dml.models.MetricModel` with
+  Adam, and proxies at `proxy_lr_multiplier` x the learning rate.
+- batches: P x K (`keras_dml.data.class_balanced`) or shuffled random batches.
+- metrics: Recall@1 and MAP@R on the evaluation classes after every epoch (epoch 0 is
+  the untrained embedder).
+
+Example:
+
+    from evidence import harness
+    from keras_dml.losses import ProxyAnchorLoss
+    result = harness.run(lambda c, d: ProxyAnchorLoss(c, d), seed=0, epochs=3)
+    result["epochs"][-1]["recall@1"]
+"""
+import functools
+import hashlib
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_dml  # noqa: E402
+from keras_dml.data import class_balanced  # noqa: E402
+from keras_dml.evaluation import retrieval_metrics  # noqa: E402
+from keras_dml.models import MetricModel, build_embedder  # noqa: E402
+from keras_dml.optimizers import with_proxy_lr_multiplier  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+VALIDATION_FRACTION = 0.25  # of the training classes, held out when mode="validation"
+SPLIT_SEED = 0  # the validation classes are the same for every run
+
+
+def dataset_name():
+    return "glyphs" if hasattr(keras_dml.data, "load_glyphs") else "digits"
+
+
+def _load(split):
+    """`(images, labels, fonts)` of one split; fonts is None for digits."""
+    if dataset_name() == "glyphs":
+        images, labels, meta = keras_dml.data.load_glyphs(split=split, by="character", return_metadata=True)
+        return images, labels, np.asarray(meta["font"])
+    images, labels = keras_dml.data.load_digits(split)
+    return images, labels, None
+
+
+@functools.lru_cache(maxsize=1)
+def font_inventory():
+    """`{"count", "sha256"}` of the sorted font names the glyphs were rendered from (None for digits)."""
+    fonts = _load("train")[2]
+    if fonts is None:
+        return None
+    names = sorted(set(str(f) for f in fonts))
+    return {"count": len(names), "sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+
+
+def load(mode="validation"):
+    """`(train_images, train_labels, eval_images, eval_labels)`; train labels in `[0, C)`."""
+    if mode not in ("validation", "test"):
+        raise ValueError(f"mode must be 'validation' or 'test'; got {mode!r}.")
+    images, labels, _ = _load("train")
+    if mode == "test":
+        eval_images, eval_labels, _ = _load("test")
+        train_images, train_labels = images, labels
+    else:
+        classes = np.unique(labels)
+        held = np.random.default_rng(SPLIT_SEED).permutation(classes)[: int(round(VALIDATION_FRACTION * len(classes)))]
+        is_held = np.isin(labels, held)
+        train_images, train_labels = images[~is_held], labels[~is_held]
+        eval_images, eval_labels = images[is_held], labels[is_held]
+    train_labels = np.unique(train_labels, return_inverse=True)[1].astype("int32")
+    return train_images, train_labels, eval_images, eval_labels
+
+
+def replace_labels(labels, fraction, rng):
+    """A copy of `labels` where `fraction` of them, chosen at random, are replaced by another class."""
+    labels = labels.copy()
+    classes = int(labels.max()) + 1
+    chosen = rng.choice(len(labels), int(round(fraction * len(labels))), replace=False)
+    labels[chosen] = (labels[chosen] + rng.integers(1, classes, len(chosen))) % classes
+    return labels
+
+
+def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
+    """Recall@1 and MAP@R of `embedder` on `(images, labels)` (Euclidean on the embedding);
+    with a PDDM unit also `"reranked_recall@1"` after re-ranking the top `rerank_top_k`."""
+    embeddings = embedder.predict(images, batch_size=512, verbose=0)
+    metrics = retrieval_metrics(embeddings, labels, k=(1,))
+    result = {"recall@1": metrics["recall@1"], "map_at_r": metrics["map_at_r"]}
+    if pddm is not None:
+        reranked = retrieval_metrics(embeddings, labels, k=(1,), pddm=pddm, rerank_top_k=rerank_top_k)
+        result["reranked_recall@1"] = reranked["recall@1"]
+    return result
+
+
+def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch="pk", classes_per_batch=16,
+        samples_per_class=4, batch_size=64, learning_rate=1e-3, proxy_lr_multiplier=100.0, warmup_epochs=0,
+        label_noise=0.0, rerank=False, data=None):
+    """Train one criterion for one seed; returns `{"epochs": [metrics per epoch, 0 = untrained], ...}`.
+
+    Args:
+        criterion: `criterion(num_classes, embedding_dim)` -> a keras_dml loss.
+        batch: `"pk"` (`classes_per_batch` x `samples_per_class`) or `"random"` (`batch_size`).
+        warmup_epochs: epochs first trained with the backbone frozen (the embedding head
+            and the criterion's weights, e.g. proxies, move), as the proxy papers' code
+            does; they are counted in `epochs`.
+        label_noise: fraction of training labels replaced by another class (seeded by `seed`).
+        rerank: also report Recall@1 after re-ranking with the criterion's `pddm` unit.
+        data: the tuple `load(mode)` returns, to skip loading it again.
+    """
+    train_images, train_labels, eval_images, eval_labels = data or load(mode)
+    if label_noise:
+        train_labels = replace_labels(train_labels, label_noise, np.random.default_rng(seed))
+    keras.utils.set_random_seed(seed)
+    num_classes = int(train_labels.max()) + 1
+    embedder = build_embedder("small_cnn", embedding_dim=embedding_dim, input_shape=train_images.shape[1:])
+    model = MetricModel(embedder, criterion(num_classes, embedding_dim))
+    if batch == "pk":
+        pairs = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
+        batches = class_balanced(pairs, classes_per_batch, samples_per_class, seed=seed)
+        fit_data = {"x": batches, "steps_per_epoch": len(train_labels) // (classes_per_batch * samples_per_class)}
+    elif batch == "random":
+        fit_data = {"x": train_images, "y": train_labels, "batch_size": batch_size, "shuffle": True}
+    else:
+        raise ValueError(f"batch must be 'pk' or 'random'; got {batch!r}.")
+
+    def compile_model():
+        optimizer = keras.optimizers.Adam(learning_rate)
+        if getattr(model.criterion, "trainable_weights", None):
+            optimizer = with_proxy_lr_multiplier(optimizer, proxy_lr_multiplier)
+        model.compile(optimizer=optimizer, jit_compile=True)
+
+    pddm = getattr(model.criterion, "pddm", None) if rerank else None
+    history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm)}]
+    start = time.time()
+    backbone = embedder.get_layer("backbone")
+    backbone.trainable = warmup_epochs == 0
+    compile_model()
+    for epoch in range(1, epochs + 1):
+        if epoch == warmup_epochs + 1 and warmup_epochs > 0:
+            backbone.trainable = True
+            compile_model()
+        fit = model.fit(**fit_data, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
+        history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
+                        **evaluate(embedder, eval_images, eval_labels, pddm)})
+    return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - start, 1)}
+
+
+def summary(values):
+    """`{"mean", "std", "values"}`, std the sample standard deviation (0 for one value)."""
+    values = [float(v) for v in values]
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "std": std, "values": values}
+
+
+def final(runs, metric="recall@1"):
+    """`summary` of `metric` at the last epoch of each run (one run per seed)."""
+    return summary(r["epochs"][-1][metric] for r in runs)
+
+
+def write(page, payload):
+    """Write `{"dataset", "font_inventory", "machine", **payload}` to `results/<page>.json` atomically."""
+    os.makedirs(RESULTS, exist_ok=True)
+    document = {"dataset": dataset_name(), "font_inventory": font_inventory(),
+                "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()}, **payload}
+    path = os.path.join(RESULTS, f"{page}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(document, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return path
