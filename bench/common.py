@@ -1,4 +1,8 @@
-"""Shared pieces of the benchmarks: machine description, median timing, running a peer."""
+"""Shared pieces of the benchmarks: the workloads, machine description, median timing, running a peer.
+
+Standard library only at import (NumPy inside the workload functions), so that
+`bench/peers.py` can import it in a peer's virtual environment.
+"""
 import json
 import os
 import platform
@@ -9,7 +13,30 @@ import tempfile
 import time
 from pathlib import Path
 
-PEERS_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peers.py"
+PEERS_SCRIPT = Path(__file__).resolve().parent / "peers.py"
+
+
+def loss_batch(n, dim=512, classes=64, seed=0):
+    """The loss-step workload: `n` L2-normalised rows, `n // classes` samples in each class."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, np.repeat(np.arange(classes), n // classes).astype("int32")
+
+
+def eval_set(n, dim=512, seed=0):
+    """The retrieval workload: `n / 50` Gaussian class centres, 50 noisy L2-normalised points each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = n // 50
+    centres = rng.standard_normal((classes, dim)).astype("float32")
+    y = np.repeat(np.arange(classes), 50)
+    x = centres[y] + 1.5 * rng.standard_normal((n, dim)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, y
 
 
 def machine():
@@ -45,7 +72,7 @@ def median_seconds(step, repeats=10, warmup=3):
 
 
 def run_peer(peer_python, peer, args, script=PEERS_SCRIPT):
-    """Run the peers script (`peers.py`, kept outside the project) with another interpreter; its JSON result, or None."""
+    """Run `bench/peers.py` with another interpreter (a peer's venv); its JSON result, or None."""
     if not peer_python:
         return None
     if not Path(script).exists():

@@ -4,16 +4,16 @@ side by side with pytorch-metric-learning's `AccuracyCalculator` (faiss) on the 
 embeddings, measured in the same run.
 
     python bench/evaluation.py --peer-python /path/to/peer-pml/bin/python \\
-        --peers-script /path/to/peers.py [--sizes 10000 30000] [--sop]
+        [--sizes 10000 30000] [--sop]
 
-Embeddings: the recipe of `peers.py` (N / 50 classes of 50, Gaussian centres plus noise
+Embeddings: `bench.common.eval_set` (N / 50 classes of 50, Gaussian centres plus noise
 of scale 1.5, 512-d, L2-normalised, seed 0), so both libraries see identical arrays and
 their P@1 / R-Precision / MAP@R must agree. They are stored class by class, which lets
 the search tighten its bounds early; keras_dml is also timed once on the same set
 shuffled (the peer's brute force does not depend on order). `--sop` adds keras_dml alone at SOP's test
 size (60,502 points in 11,316 classes) with Recall@1/10/100/1000. Peak memory is the
 largest allocation traced by `tracemalloc` during the call, beyond the embeddings. The
-peer runs in its own virtual environment (see the header of `peers.py`).
+peer runs in its own virtual environment (see the header of `bench/peers.py`).
 """
 import argparse
 import json
@@ -26,22 +26,11 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench.common import machine, run_peer  # noqa: E402
+from bench.common import eval_set, machine, run_peer  # noqa: E402
 from keras_dml.evaluation import retrieval_metrics  # noqa: E402
 
 PEER_NAMES = {"precision_at_1": "recall@1", "r_precision": "r_precision",
               "mean_average_precision_at_r": "map_at_r"}
-
-
-def eval_set(n, dim=512, seed=0):
-    """The embeddings of `peers.py`'s evaluation workload, bit for bit."""
-    rng = np.random.default_rng(seed)
-    classes = n // 50
-    centres = rng.standard_normal((classes, dim)).astype("float32")
-    y = np.repeat(np.arange(classes), 50)
-    x = centres[y] + 1.5 * rng.standard_normal((n, dim)).astype("float32")
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x, y
 
 
 def sop_like_set(n=60502, classes=11316, dim=512, seed=0):
@@ -73,9 +62,9 @@ def peak_memory_mb(x, y, k):
     return peak
 
 
-def pml_figures(python, script, n):
-    """pytorch-metric-learning's figures for size `n`, from `peers.py` in its own venv."""
-    peer = run_peer(python, "pml", ["--batches", "--eval-sizes", str(n)], script=script)
+def pml_figures(python, n):
+    """pytorch-metric-learning's figures for size `n`, from `bench/peers.py` in its own venv."""
+    peer = run_peer(python, "pml", ["--batches", "--eval-sizes", str(n)])
     if peer is None:
         raise RuntimeError("the pytorch-metric-learning peer failed; see the message above.")
     return {"threads": peer["threads"], **peer["eval_s"][str(n)]}
@@ -87,8 +76,6 @@ def main():
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds per size; each times keras_dml once, then the peer once")
     parser.add_argument("--peer-python", help="python of the pytorch-metric-learning venv")
-    parser.add_argument("--peers-script", default=os.path.join(os.path.dirname(__file__), "..", "..",
-                                                               "shared", "bench", "peers.py"))
     parser.add_argument("--sop", action="store_true", help="also time SOP's test size, R@1/10/100/1000")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -102,7 +89,7 @@ def main():
             result, seconds = time_once(x, y, (1,))
             row["keras_dml_runs"].append(seconds)
             if args.peer_python:
-                row["pml_runs"].append(pml_figures(args.peer_python, args.peers_script, n))
+                row["pml_runs"].append(pml_figures(args.peer_python, n))
         # The workload is stored class by class; the same set shuffled shows what order costs.
         order = np.random.default_rng(1).permutation(n)
         row["keras_dml_shuffled_s"] = time_once(x[order], y[order], (1,))[1]

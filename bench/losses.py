@@ -1,6 +1,6 @@
 """Forward + backward time of each keras_dml loss, eager / graph / XLA, beside the peers.
 
-Workload (the same as the peers script `peers.py`, kept outside the project): L2-normalised 512-d embeddings, 64
+Workload (`bench.common.loss_batch`, the same for the peers in `bench/peers.py`): L2-normalised 512-d embeddings, 64
 classes with batch/64 samples each; the step is the loss and its gradient with respect
 to the embeddings, no network. Median of repeated runs.
 
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import machine, median_seconds, run_peer  # noqa: E402
+from bench.common import loss_batch, machine, median_seconds, run_peer  # noqa: E402
 from keras_dml import losses  # noqa: E402
 
 CASES = {
@@ -27,13 +27,6 @@ CASES = {
     "npair_all": lambda: losses.NPairLoss(),
     "multisimilarity": lambda: losses.MultiSimilarityLoss(),
 }
-
-
-def batch(n, dim=512, classes=64, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, dim)).astype("float32")
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x, np.repeat(np.arange(classes), n // classes).astype("int32")
 
 
 def time_loss(loss, x, y, mode, repeats):
@@ -54,15 +47,15 @@ def main():
     parser.add_argument("--batches", type=int, nargs="*", default=[256, 1024])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
-    parser.add_argument("--pml-python", help="interpreter of a venv with pytorch-metric-learning (peers.py header)")
-    parser.add_argument("--tfsim-python", help="interpreter of a venv with tensorflow-similarity (peers.py header)")
+    parser.add_argument("--pml-python", help="interpreter of a venv with pytorch-metric-learning (bench/peers.py header)")
+    parser.add_argument("--tfsim-python", help="interpreter of a venv with tensorflow-similarity (bench/peers.py header)")
     args = parser.parse_args()
 
     print(f"machine: {machine()}; TF {tf.__version__}, {tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op threads")
     print(f"sizes: batch {args.batches}, dim 512, 64 classes; forward+backward of the loss alone, median of {args.repeats}")
     ours = {}
     for n in args.batches:
-        x, y = batch(n)
+        x, y = loss_batch(n)
         for name in args.cases:
             for mode in ("eager", "graph", "xla"):
                 ours[f"{name}/{mode}@{n}"] = time_loss(CASES[name](), x, y, mode, args.repeats)
