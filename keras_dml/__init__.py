@@ -6,10 +6,10 @@ onnxruntime), `keras_dml.visualize` (matplotlib), `keras_dml.training`, `keras_d
 __version__ = "0.1.0"
 
 from keras_dml import (  # noqa: E402
-    data, distances, distributed, evaluation, index, layers, losses, miners, models, optimizers,
+    data, distances, distributed, evaluation, index, layers, losses, miners, models, optimizers, search,
 )
 
 __all__ = [
     "data", "distances", "distributed", "evaluation", "index", "layers", "losses", "miners", "models",
-    "optimizers", "__version__",
+    "optimizers", "search", "__version__",
 ]

@@ -68,12 +68,12 @@ def test_load_rejects_missing_files_and_other_versions(tmp_path):
     index.save(tmp_path / "idx")
     config_path = tmp_path / "idx" / "index.json"
     config = json.loads(config_path.read_text())
+    os.remove(tmp_path / "idx" / config["arrays_file"])
+    with pytest.raises(ValueError, match=f"{config['arrays_file']} is missing"):
+        Index.load(tmp_path / "idx")
     config["format_version"] = index_module.FORMAT_VERSION + 1
     config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="format version"):
-        Index.load(tmp_path / "idx")
-    os.remove(tmp_path / "idx" / "arrays.npz")
-    with pytest.raises(ValueError, match="arrays.npz is missing"):
         Index.load(tmp_path / "idx")
     with pytest.raises(ValueError, match="index.json is missing"):
         Index.load(tmp_path / "nothing")
