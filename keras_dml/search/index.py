@@ -266,13 +266,13 @@ class Index:
         The arrays go to a new `arrays-<random>.npz`, then the settings to `index.json`,
         which names that file; each is written to a temporary file in `directory`,
         flushed to disk and renamed into place. A crash at any moment leaves the previous
-        index or the new one loadable. Only files this index format names are replaced
-        or removed.
+        index or the new one loadable. Arrays files that `index.json` no longer names
+        (the previous one, or one written before a crash) are then removed; no other file
+        is touched.
         """
         if not len(self):
             raise ValueError("the index is empty; nothing to save.")
         os.makedirs(directory, exist_ok=True)
-        previous = _arrays_file(directory)
         arrays_file = f"arrays-{uuid.uuid4().hex}.npz"
         arrays = {"embeddings": self.embeddings, "ids": self.ids}
         if self.labels is not None:
@@ -284,8 +284,9 @@ class Index:
                   "size": len(self), "dim": self.dim}
         text = json.dumps(config, indent=2).encode()
         _write_atomically(directory, _CONFIG_FILE, lambda f: f.write(text))
-        if previous is not None and os.path.isfile(os.path.join(directory, previous)):
-            os.remove(os.path.join(directory, previous))
+        for name in os.listdir(directory):
+            if name != arrays_file and _ARRAYS_PATTERN.fullmatch(name):
+                os.remove(os.path.join(directory, name))
 
     @classmethod
     def load(cls, directory):
@@ -326,17 +327,6 @@ def _write_atomically(directory, name, write):
             os.fsync(folder)
         finally:
             os.close(folder)
-
-
-def _arrays_file(directory):
-    """The arrays file named by the index saved in `directory`, or None."""
-    try:
-        with open(os.path.join(directory, _CONFIG_FILE)) as f:
-            config = json.load(f)
-        name = config.get("arrays_file", "arrays.npz")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) and _ARRAYS_PATTERN.fullmatch(name) else None
 
 
 def _read_config(directory):
