@@ -77,8 +77,8 @@ class ExactSearch:
         chunk_size: rows per block; results do not depend on it.
         threads: worker threads (default: one per CPU core, plus one when screening).
         screen: `"auto"` (default) screens blocks in bfloat16 where the CPU has bfloat16
-            units and the lists are short next to the gallery; `True` wherever it is
-            safe; `False` never. Results do not depend on it.
+            units, the queries are the gallery and the lists are short next to it;
+            `True` wherever it is safe; `False` never. Results do not depend on it.
         name: the gallery's name in error messages.
     """
 
@@ -129,8 +129,8 @@ class ExactSearch:
         depth = min(size, k + EXTRA_DEPTH)
         error = self.frame.error_bound(rows, self.rows)
         screen = self.screen
-        if screen == "auto":
-            screen = depth * _SCREEN_DEPTH_RATIO <= size and rows.shape[1] >= _SCREEN_MIN_DIM
+        if screen == "auto":  # query x gallery: measured slower screened (docs/evaluation.md)
+            screen = symmetric and depth * _SCREEN_DEPTH_RATIO <= size and rows.shape[1] >= _SCREEN_MIN_DIM
         blocks = KeyBlocks(self.frame.left(rows, own_term=symmetric), self.right, symmetric, screen)
         for start, stop, ids, float32_keys in _neighbor_chunks(blocks, depth, self.chunk_size, self.threads):
             queries_here = given[start:stop]

@@ -31,6 +31,7 @@ Example:
 import numpy as np
 
 _ROWS_PER_STEP = 65536
+_QUERIES_PER_STEP = 128
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Queries may reach this many times the gallery's largest magnitude (after centring):
 # keys then stay below 2^(2 * 60 + 8) for D < 2^16 rows, far under float32's 2^128.
@@ -123,16 +124,20 @@ def exact_keys(distance, queries, gallery):
     """float64 keys of `queries[i]` (`(m, D)`) and `gallery[i, j]` (`(m, c, D)`), rows as
     given: `||x - y||^2` for the euclidean distances, `-cos` for `"cosine"` (0 for a zero
     row), `-x . y` for `"dot"`. Ranks exactly like a float64 brute force."""
-    x = queries.astype(np.float64)[:, None, :]
-    y = gallery.astype(np.float64)
-    if distance in ("euclidean", "squared_euclidean"):
-        diff = x - y
-        return np.einsum("ijk,ijk->ij", diff, diff)
-    dot = np.einsum("ijk,ijk->ij", np.broadcast_to(x, y.shape), y)
-    if distance == "dot":
-        return -dot
-    norms = np.sqrt(np.einsum("ijk,ijk->ij", y, y)) * np.sqrt(np.einsum("ijk,ijk->ij", x, x))
-    return -dot / np.where(norms > 0, norms, 1.0)
+    keys = np.empty(gallery.shape[:2])
+    for start in range(0, len(queries), _QUERIES_PER_STEP):  # float64 copies stay in cache
+        x = queries[start:start + _QUERIES_PER_STEP, None, :].astype(np.float64)
+        y = gallery[start:start + _QUERIES_PER_STEP].astype(np.float64)
+        if distance in ("euclidean", "squared_euclidean"):
+            y -= x
+            keys[start:start + len(x)] = np.einsum("ijk,ijk->ij", y, y)
+            continue
+        dot = np.einsum("ijk,ijk->ij", np.broadcast_to(x, y.shape), y)
+        if distance == "cosine":
+            norms = np.sqrt(np.einsum("ijk,ijk->ij", y, y)) * np.sqrt(np.einsum("ijk,ijk->ij", x, x))
+            dot /= np.where(norms > 0, norms, 1.0)
+        keys[start:start + len(x)] = -dot
+    return keys
 
 
 def values(distance, keys):
