@@ -8,8 +8,8 @@ Workload: a gallery of N x 128 float32 standard normal rows and 2,000 queries of
 law (seed 0), k = 10, euclidean. faiss runs in its own virtual environment through
 `bench/faiss_peer.py` on the same arrays (saved to a temporary folder); each library's
 index is built once and searched `--repeats` times after a warm-up, and the two take
-turns for `--rounds` rounds so both see the same load. Reported: median seconds of each,
-the ratio keras_dml / faiss, and the agreement of the ids (keras_dml's are exact, ties
+turns for `--rounds` rounds so both see the same load. Reported: median wall seconds of
+each, the ratio keras_dml / faiss, median CPU seconds, and the agreement of the ids (keras_dml's are exact, ties
 by lower index; faiss ranks by its own float32 keys, so a near-tie may differ).
 """
 import argparse
@@ -37,12 +37,13 @@ def workload(n, dim=128, num_queries=2000, seed=0):
 
 def time_keras_dml(index, queries, k, repeats):
     ids, _ = index.search(queries, k)  # warm-up (builds the search form of the gallery)
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         ids, _ = index.search(queries, k)
         seconds.append(time.perf_counter() - start)
-    return seconds, ids
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return seconds, cpu_seconds, ids
 
 
 def time_faiss(peer_python, folder, k, repeats):
@@ -67,22 +68,23 @@ def main():
         gallery, queries = workload(n)
         index = Index()
         index.add(gallery)
-        ours, theirs = [], []
+        ours, theirs, our_cpu, their_cpu = [], [], [], []
         with tempfile.TemporaryDirectory() as folder:
             np.save(os.path.join(folder, "gallery.npy"), gallery)
             np.save(os.path.join(folder, "queries.npy"), queries)
             for _ in range(args.rounds):
-                seconds, ids = time_keras_dml(index, queries, args.k, args.repeats)
-                ours += seconds
+                seconds, cpu_seconds, ids = time_keras_dml(index, queries, args.k, args.repeats)
+                ours, our_cpu = ours + seconds, our_cpu + cpu_seconds
                 peer, peer_ids = time_faiss(args.peer_python, folder, args.k, args.repeats)
-                theirs += peer["seconds"]
+                theirs, their_cpu = theirs + peer["seconds"], their_cpu + peer["cpu_seconds"]
         mine, peer_median = statistics.median(ours), statistics.median(theirs)
         same_rows = float(np.mean(np.all(ids == peer_ids, axis=1)))
         same_sets = float(np.mean([set(a) == set(b) for a, b in zip(ids, peer_ids)]))
         print(f"gallery {n} x {gallery.shape[1]}, {len(queries)} queries, k={args.k}: "
               f"keras_dml {mine:.3f} s (min {min(ours):.3f}), faiss {peer['faiss']} IndexFlatL2 "
               f"({peer['threads']} threads) {peer_median:.3f} s (min {min(theirs):.3f}), "
-              f"ratio {mine / peer_median:.2f}x; same ids {same_rows:.4f} of queries "
+              f"ratio {mine / peer_median:.2f}x; CPU seconds keras_dml {statistics.median(our_cpu):.2f}, "
+              f"faiss {statistics.median(their_cpu):.2f} (faiss's threads spin while waiting); same ids {same_rows:.4f} of queries "
               f"(same sets {same_sets:.4f}); load average now {os.getloadavg()[0]:.2f}", flush=True)
 
 

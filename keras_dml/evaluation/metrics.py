@@ -133,7 +133,7 @@ def retrieval_metrics(
     depth = min(gallery_size, max(ks[-1], int(relevant.max())))
 
     values = {}
-    for start, stop, ids, _ in search.chunks(None if gallery is None else queries, depth):
+    for start, stop, ids, _ in search.chunks(None if gallery is None else queries, depth, values=False):
         correct = gallery_codes[ids] == query_codes[start:stop, None]
         for name, chunk in _per_query(correct, relevant[start:stop], ks).items():
             values.setdefault(name, np.zeros(len(queries)))[start:stop] = chunk

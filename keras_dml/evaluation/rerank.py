@@ -49,7 +49,7 @@ def retrieval_metrics_reranked(embeddings, labels, scorer, rerank_depth=10, k=(1
     if search.distance == "cosine":  # the scorer sees the rows the search compares
         x = Frame("cosine", x).rows(x)
     hits = {K: np.zeros(len(x), bool) for K in ks}
-    for start, stop, ids, _ in search.chunks(None, depth):
+    for start, stop, ids, _ in search.chunks(None, depth, values=False):
         ids, _ = rerank(scorer, x[start:stop], x[ids], ids)
         correct = codes[ids] == codes[start:stop, None]
         for K in ks:

@@ -17,11 +17,14 @@ How:
 2. On CPUs with bfloat16 matrix units, blocks are first screened in bfloat16 and only the
    pairs that can enter a list are recomputed in float32 (`KeyBlocks`,
    `keras_dml.search.screen`).
-3. The candidates' keys are recomputed in float64 from the rows as given and re-sorted.
-   A query's top `k` is *certified* when its `(k + 8)`-th float32 key exceeds its `k`-th
-   by more than twice the float32 error bound (`keys.Frame.error_bound`): no gallery row
-   outside the list can then be closer. The rare query that is not certified (many
-   near-ties at its `k`-th place) is searched again in float64 over the whole gallery.
+3. Certification against float64. With `e` the bound on a float32 key's error
+   (`keys.Frame.error_bound`), a query's list is *complete* when its `(k + 8)`-th float32
+   key exceeds its `k`-th by more than `2 e`: no gallery row outside it can be among the
+   exact top `k`. Its top `k` is *ordered* when no two of its consecutive float32 keys
+   are within `2 e`. A complete list that is not ordered (near-ties, duplicates) is
+   re-sorted by keys recomputed in float64 from the rows as given, ties by index; the
+   rare query whose list is not complete is searched again in float64 over the whole
+   gallery. The values returned are computed in float64 too.
 
 Example:
 
@@ -111,10 +114,11 @@ class ExactSearch:
         values = [chunk[3] for chunk in chunks] or [np.zeros((0, k), np.float32)]
         return np.concatenate(ids), np.concatenate(values)
 
-    def chunks(self, queries=None, k=1):
+    def chunks(self, queries=None, k=1, values=True):
         """Yield `(start, stop, ids, values)` for chunks of queries, in the order they
-        finish, with `search`'s results for queries `start:stop`. Memory stays bounded
-        by the chunks: no queries x gallery matrix is ever held."""
+        finish, with `search`'s results for queries `start:stop` (`values=False`: None
+        instead of the values, which spares computing them). Memory stays bounded by
+        the chunks: no queries x gallery matrix is ever held."""
         symmetric = queries is None
         size = len(self.gallery) - symmetric
         k = inputs.check_k(k, size)
@@ -133,23 +137,29 @@ class ExactSearch:
             screen = symmetric and depth * _SCREEN_DEPTH_RATIO <= size and rows.shape[1] >= _SCREEN_MIN_DIM
         blocks = KeyBlocks(self.frame.left(rows, own_term=symmetric), self.right, symmetric, screen)
         for start, stop, ids, float32_keys in _neighbor_chunks(blocks, depth, self.chunk_size, self.threads):
-            queries_here = given[start:stop]
-            ids, exact = self._recheck(queries_here, ids, k)
-            if depth < size:
-                unsure = ~(float32_keys[:, depth - 1] - float32_keys[:, k - 1] > 2.0 * error[start:stop])
-                for i in np.flatnonzero(unsure):
-                    ids[i], exact[i] = self._float64_search(queries_here[i], k, start + i if symmetric else -1)
-            yield start, stop, ids, keys_module.values(self.distance, exact)
+            queries_here, margin = given[start:stop], 2.0 * error[start:stop]
+            # Certified: nothing outside the list can enter the top k, and the float32
+            # order of the top k is the exact one (no two of its keys within the margin).
+            complete = np.full(stop - start, depth == size) | (
+                float32_keys[:, depth - 1] - float32_keys[:, k - 1] > margin)
+            ordered = np.all(np.diff(float32_keys[:, :k], axis=1) > margin[:, None], axis=1)
+            recheck = np.flatnonzero(complete & ~ordered)
+            ids, candidates = ids[:, :k].copy(), ids[recheck]
+            ids[recheck] = self._recheck(queries_here[recheck], candidates, k)
+            for i in np.flatnonzero(~complete):
+                ids[i] = self._float64_search(queries_here[i], k, start + i if symmetric else -1)
+            exact = keys_module.exact_keys(self.distance, queries_here, self.gallery[ids]) if values else None
+            yield start, stop, ids, None if exact is None else keys_module.values(self.distance, exact)
 
     def _recheck(self, queries, ids, k):
         """The `k` best of each query's candidates `ids` by float64 keys, ties by index."""
         exact = keys_module.exact_keys(self.distance, queries, self.gallery[ids])
         order = np.lexsort((ids, exact), axis=1)[:, :k]
-        return np.take_along_axis(ids, order, 1), np.take_along_axis(exact, order, 1)
+        return np.take_along_axis(ids, order, 1)
 
     def _float64_search(self, query, k, itself):
-        """`(ids, keys)` of the `k` nearest gallery rows of one query by float64 keys over
-        the whole gallery, ties by index, row `itself` left out (-1: none)."""
+        """The `k` nearest gallery rows of one query by float64 keys over the whole
+        gallery, ties by index, row `itself` left out (-1: none)."""
         best_ids, best = np.zeros(0, np.int64), np.zeros(0)
         for start in range(0, len(self.gallery), _FALLBACK_ROWS):
             rows = self.gallery[start:start + _FALLBACK_ROWS]
@@ -160,7 +170,7 @@ class ExactSearch:
             exact = np.concatenate([best, exact])
             order = np.lexsort((ids, exact))[:k]
             best_ids, best = ids[order], exact[order]
-        return best_ids, best
+        return best_ids
 
 
 def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024, threads=None,
