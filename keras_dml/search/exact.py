@@ -20,9 +20,9 @@ How:
 3. Certification against float64. With `e` the bound on a float32 key's error
    (`keys.Frame.error_bound`), a query's list is *complete* when its `(k + 8)`-th float32
    key exceeds its `k`-th by more than `2 e`: no gallery row outside it can be among the
-   exact top `k`. Its top `k` is *ordered* when no two of its consecutive float32 keys
-   are within `2 e`. A complete list that is not ordered (near-ties, duplicates) is
-   re-sorted by keys recomputed in float64 from the rows as given, ties by index; the
+   exact top `k`. Candidates whose consecutive float32 keys lie within `2 e` (near-ties,
+   duplicates) form runs, re-sorted by keys recomputed in float64 from the rows as
+   given, ties by index; runs are more than `2 e` apart, so their order is exact. The
    rare query whose list is not complete is searched again in float64 over the whole
    gallery. The values returned are computed in float64 too.
 
@@ -142,19 +142,29 @@ class ExactSearch:
             # order of the top k is the exact one (no two of its keys within the margin).
             complete = np.full(stop - start, depth == size) | (
                 float32_keys[:, depth - 1] - float32_keys[:, k - 1] > margin)
-            ordered = np.all(np.diff(float32_keys[:, :k], axis=1) > margin[:, None], axis=1)
-            recheck = np.flatnonzero(complete & ~ordered)
-            ids, candidates = ids[:, :k].copy(), ids[recheck]
-            ids[recheck] = self._recheck(queries_here[recheck], candidates, k)
+            ids = self._order_near_ties(queries_here, ids, float32_keys, margin)[:, :k]
             for i in np.flatnonzero(~complete):
                 ids[i] = self._float64_search(queries_here[i], k, start + i if symmetric else -1)
             exact = keys_module.exact_keys(self.distance, queries_here, self.gallery[ids]) if values else None
             yield start, stop, ids, None if exact is None else keys_module.values(self.distance, exact)
 
-    def _recheck(self, queries, ids, k):
-        """The `k` best of each query's candidates `ids` by float64 keys, ties by index."""
-        exact = keys_module.exact_keys(self.distance, queries, self.gallery[ids])
-        order = np.lexsort((ids, exact), axis=1)[:, :k]
+    def _order_near_ties(self, queries, ids, float32_keys, margin):
+        """Each query's candidates `ids` (sorted by float32 key, then index) in exact
+        order: runs of candidates whose consecutive float32 keys lie within `margin` of
+        each other are re-sorted by float64 keys, ties by index. Runs are more than
+        `margin` apart, so their order is already exact; only candidates in a run are
+        recomputed."""
+        near = np.diff(float32_keys, axis=1) <= margin[:, None]
+        if not near.any():
+            return ids
+        in_run = np.zeros(ids.shape, bool)
+        in_run[:, 1:] |= near
+        in_run[:, :-1] |= near
+        run = np.cumsum(np.concatenate([np.ones((len(ids), 1), bool), ~near], axis=1), axis=1)
+        exact = np.zeros(ids.shape)
+        rows, cols = np.nonzero(in_run)
+        exact[rows, cols] = keys_module.exact_keys(self.distance, queries[rows], self.gallery[ids[rows, cols], None])[:, 0]
+        order = np.lexsort((ids, exact, run), axis=1)
         return np.take_along_axis(ids, order, 1)
 
     def _float64_search(self, query, k, itself):
