@@ -12,8 +12,10 @@ query whose class has `R` other samples in the gallery:
   number of classes, scored against the labels.
 
 Queries with `R = 0` are skipped and counted. Ties in distance go to the lower gallery
-index. The search is exact (`keras_dml.search.ExactSearch`: it equals a float64 brute
-force) and runs in chunks, so memory stays bounded: no N x N matrix is ever held.
+index. The search (`keras_dml.search.ExactSearch`, `certify=False`) ranks by float32 keys
+of rows centred on the gallery mean, so any offset of the data is searched accurately;
+pairs whose distances differ by less than float32 rounding may be ordered differently
+from float64. It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
 
 Example:
 
@@ -106,7 +108,7 @@ def retrieval_metrics(
         if len(queries) < 2:
             raise ValueError(f"retrieval metrics need at least 2 samples; got {len(queries)}.")
         gallery, gallery_labels = None, labels
-        search = ExactSearch(queries, distance, chunk_size, name="embeddings")
+        search = ExactSearch(queries, distance, chunk_size, name="embeddings", certify=False)
     else:
         gallery = inputs.check_embeddings(gallery_embeddings, "gallery_embeddings")
         gallery_labels = inputs.check_column(
@@ -115,7 +117,7 @@ def retrieval_metrics(
         if len(queries) < 1 or len(gallery) < 1:
             raise ValueError("retrieval metrics need at least 1 query and 1 gallery sample.")
         inputs.check_same_dim(queries, gallery, ("embeddings", "gallery_embeddings"))
-        search = ExactSearch(gallery, distance, chunk_size, name="gallery_embeddings")
+        search = ExactSearch(gallery, distance, chunk_size, name="gallery_embeddings", certify=False)
     gallery_size = len(search) - (gallery is None)
     ks = inputs.check_ks(k, gallery_size)
 

@@ -35,7 +35,7 @@ def retrieval_metrics_reranked(embeddings, labels, scorer, rerank_depth=10, k=(1
     """
     if top_k is not None:
         rerank_depth = top_k
-    search = ExactSearch(embeddings, distance, chunk_size, name="embeddings")
+    search = ExactSearch(embeddings, distance, chunk_size, name="embeddings", certify=False)
     labels = inputs.check_column(labels, len(search), "labels")
     depth = inputs.check_k(rerank_depth, len(search) - 1, "rerank_depth")
     ks = inputs.check_ks(k, len(search) - 1)

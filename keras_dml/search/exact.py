@@ -83,10 +83,14 @@ class ExactSearch:
             units, the queries are the gallery and the lists are short next to it;
             `True` wherever it is safe; `False` never. Results do not depend on it.
         name: the gallery's name in error messages.
+        certify: `True` (default) makes the order exact against float64 (module
+            docstring, step 3); `False` ranks by the float32 keys of the centred rows,
+            which can order pairs whose distances differ by less than float32 rounding
+            differently, and costs no float64 work (the retrieval metrics use it).
     """
 
     def __init__(self, gallery, distance="euclidean", chunk_size=1024, threads=None, screen="auto",
-                 name="gallery"):
+                 name="gallery", certify=True):
         self.distance = inputs.check_distance(distance)
         self.gallery = inputs.check_embeddings(gallery, name)
         if not 1 <= len(self.gallery) < 2**32:
@@ -95,7 +99,7 @@ class ExactSearch:
         self.threads = None if threads is None else checks.positive_int(threads, "threads")
         if screen not in ("auto", True, False):
             raise ValueError(f"screen must be 'auto', True or False; got {screen!r}.")
-        self.screen, self.name = screen, name
+        self.screen, self.name, self.certify = screen, name, bool(certify)
         self.frame = keys_module.Frame(self.distance, self.gallery)
         self.rows = self.frame.rows(self.gallery, name, gallery=True)
         self.right = self.frame.right(self.rows)
@@ -130,7 +134,7 @@ class ExactSearch:
             rows = self.frame.rows(given, "queries")
         if not len(given):
             return
-        depth = min(size, k + EXTRA_DEPTH)
+        depth = min(size, k + EXTRA_DEPTH) if self.certify else k
         error = self.frame.error_bound(rows, self.rows)
         screen = self.screen
         if screen == "auto":  # query x gallery: measured slower screened (docs/evaluation.md)
@@ -138,6 +142,8 @@ class ExactSearch:
         blocks = KeyBlocks(self.frame.left(rows, own_term=symmetric), self.right, symmetric, screen)
         for start, stop, ids, float32_keys in _neighbor_chunks(blocks, depth, self.chunk_size, self.threads):
             queries_here, margin = given[start:stop], 2.0 * error[start:stop]
+            if not self.certify:
+                margin = np.full(stop - start, -np.inf)  # the float32 order is final
             # Certified: nothing outside the list can enter the top k, and the float32
             # order of the top k is the exact one (no two of its keys within the margin).
             complete = np.full(stop - start, depth == size) | (
@@ -145,8 +151,12 @@ class ExactSearch:
             ids = self._order_near_ties(queries_here, ids, float32_keys, margin)[:, :k]
             for i in np.flatnonzero(~complete):
                 ids[i] = self._float64_search(queries_here[i], k, start + i if symmetric else -1)
-            exact = keys_module.exact_keys(self.distance, queries_here, self.gallery[ids]) if values else None
-            yield start, stop, ids, None if exact is None else keys_module.values(self.distance, exact)
+            if values:
+                exact = keys_module.exact_keys(self.distance, queries_here, self.gallery,
+                                               np.repeat(np.arange(len(ids)), k), ids.reshape(-1))
+                yield start, stop, ids, keys_module.values(self.distance, exact.reshape(ids.shape))
+            else:
+                yield start, stop, ids, None
 
     def _order_near_ties(self, queries, ids, float32_keys, margin):
         """Each query's candidates `ids` (sorted by float32 key, then index) in exact
@@ -163,7 +173,7 @@ class ExactSearch:
         run = np.cumsum(np.concatenate([np.ones((len(ids), 1), bool), ~near], axis=1), axis=1)
         exact = np.zeros(ids.shape)
         rows, cols = np.nonzero(in_run)
-        exact[rows, cols] = keys_module.exact_keys(self.distance, queries[rows], self.gallery[ids[rows, cols], None])[:, 0]
+        exact[rows, cols] = keys_module.exact_keys(self.distance, queries, self.gallery, rows, ids[rows, cols])
         order = np.lexsort((ids, exact, run), axis=1)
         return np.take_along_axis(ids, order, 1)
 
@@ -173,7 +183,8 @@ class ExactSearch:
         best_ids, best = np.zeros(0, np.int64), np.zeros(0)
         for start in range(0, len(self.gallery), _FALLBACK_ROWS):
             rows = self.gallery[start:start + _FALLBACK_ROWS]
-            exact = keys_module.exact_keys(self.distance, query[None], rows[None])[0]
+            exact = keys_module.exact_keys(self.distance, query[None], rows, np.zeros(len(rows), np.int64),
+                                           np.arange(len(rows)))
             if start <= itself < start + len(rows):
                 exact[itself - start] = np.inf
             ids = np.concatenate([best_ids, np.arange(start, start + len(rows))])

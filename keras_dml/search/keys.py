@@ -6,7 +6,8 @@ matrix multiply of augmented rows, `key(x, y) = [x, v_x, 1] . [-y, 1, w_y] = v_x
 - `"euclidean"`, `"squared_euclidean"`: `w = ||y||^2 / 2`, and `v = ||x||^2 / 2` when the
   queries are the gallery (the key, `||x - y||^2 / 2`, is then symmetric), else `v = 0`
   (the query's own term does not change its ranking). Rows are first *centred on the
-  gallery mean* and scaled by a power of two: the distances are translation-invariant,
+  gallery mean* (rounded to a multiple of a power of two near the gallery's spread, so
+  the subtraction is exact) and scaled by a power of two: the distances are translation-invariant,
   and centring removes the float32 cancellation of `|x|^2 + |y|^2 - 2 x.y` on data far
   from the origin (without it, `0.01 * x + 100` loses most of its neighbours);
 - `"cosine"`: rows L2-normalised (in float64; a zero row stays zero), `v = w = 0`, so
@@ -25,13 +26,13 @@ Example:
 >>> from keras_dml.search.keys import Frame
 >>> gallery = np.array([[100.0, 0.0], [101.0, 0.0]], "float32")
 >>> frame = Frame("euclidean", gallery)
->>> frame.rows(gallery).tolist()  # centred on [100.5, 0], then scaled by 2
-[[-1.0, 0.0], [1.0, 0.0]]
+>>> frame.rows(gallery).tolist()  # centred on [100, 0] (the mean on a grid of 1), scaled by 1/2
+[[0.0, 0.0], [0.5, 0.0]]
 """
 import numpy as np
 
 _ROWS_PER_STEP = 65536
-_QUERIES_PER_STEP = 128
+_PAIRS_PER_STEP = 4096
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Queries may reach this many times the gallery's largest magnitude (after centring):
 # keys then stay below 2^(2 * 60 + 8) for D < 2^16 rows, far under float32's 2^128.
@@ -57,12 +58,16 @@ class Frame:
         mean = np.zeros(gallery.shape[1])
         if self.euclidean:
             mean = np.add.reduce(gallery, axis=0, dtype=np.float64) / len(gallery)
-        self.mean = mean
         largest = 0.0
         for start in range(0, len(gallery), _ROWS_PER_STEP):
             chunk = gallery[start:start + _ROWS_PER_STEP].astype(np.float64) - mean
             largest = max(largest, float(np.abs(chunk).max(initial=0.0)))
-        self.scale = 1.0 / _power_of_two_at_most(largest) if largest > 0 else 1.0
+        # The centre is the mean rounded to a multiple of `grid`, the power of two just
+        # above the gallery's spread: rows minus it are exact in float32 (small integers
+        # stay small integers), and lie within 1.5 grid of 0, scaled into (-1, 1).
+        grid = 2.0 * _power_of_two_at_most(largest) if largest > 0 else 1.0
+        self.mean = np.round(mean / grid) * grid
+        self.scale = 0.5 / grid
 
     def rows(self, x, name="queries", gallery=False):
         """`x` (checked float32 rows) in the frame, float32; a ValueError naming `name`
@@ -120,23 +125,24 @@ class Frame:
         return 2.0 * (n + 8) * 2.0 ** -24 * (norms * largest_norm + extra + 2.0 ** -100)
 
 
-def exact_keys(distance, queries, gallery):
-    """float64 keys of `queries[i]` (`(m, D)`) and `gallery[i, j]` (`(m, c, D)`), rows as
-    given: `||x - y||^2` for the euclidean distances, `-cos` for `"cosine"` (0 for a zero
-    row), `-x . y` for `"dot"`. Ranks exactly like a float64 brute force."""
-    keys = np.empty(gallery.shape[:2])
-    for start in range(0, len(queries), _QUERIES_PER_STEP):  # float64 copies stay in cache
-        x = queries[start:start + _QUERIES_PER_STEP, None, :].astype(np.float64)
-        y = gallery[start:start + _QUERIES_PER_STEP].astype(np.float64)
+def exact_keys(distance, queries, gallery, query_ids, gallery_ids):
+    """float64 keys of the pairs `(queries[query_ids[p]], gallery[gallery_ids[p]])`, rows
+    as given: `||x - y||^2` for the euclidean distances, `-cos` for `"cosine"` (0 for a
+    zero row), `-x . y` for `"dot"`. Ranks exactly like a float64 brute force."""
+    keys = np.empty(len(query_ids))
+    for start in range(0, len(keys), _PAIRS_PER_STEP):  # float64 copies stay in cache
+        step = slice(start, start + _PAIRS_PER_STEP)
+        x = queries[query_ids[step]].astype(np.float64)
+        y = gallery[gallery_ids[step]].astype(np.float64)
         if distance in ("euclidean", "squared_euclidean"):
             y -= x
-            keys[start:start + len(x)] = np.einsum("ijk,ijk->ij", y, y)
+            keys[step] = np.einsum("ij,ij->i", y, y)
             continue
-        dot = np.einsum("ijk,ijk->ij", np.broadcast_to(x, y.shape), y)
+        dot = np.einsum("ij,ij->i", x, y)
         if distance == "cosine":
-            norms = np.sqrt(np.einsum("ijk,ijk->ij", y, y)) * np.sqrt(np.einsum("ijk,ijk->ij", x, x))
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x) * np.einsum("ij,ij->i", y, y))
             dot /= np.where(norms > 0, norms, 1.0)
-        keys[start:start + len(x)] = -dot
+        keys[step] = -dot
     return keys
 
 
