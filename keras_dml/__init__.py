@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "data", "distances", "distributed", "evaluation", "index", "layers", "losses", "miners", "models",
-    "optimizers", "__version__",
+    "optimizers", "search", "__version__",
 ]
 
 

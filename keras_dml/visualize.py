@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_dml.evaluation import knn
+from keras_dml.search import inputs, nearest_neighbors
 
 RIGHT, WRONG, QUERY = "#1a9850", "#d73027", "#2c7bb6"
 
@@ -63,9 +63,9 @@ def retrieval_grid(path, images, labels, embeddings, num_queries=8, k=5, query_i
     image is `(k + 1) * cell_pixels` wide and `num_queries * cell_pixels` high.
     Returns `path`.
     """
-    embeddings = knn.check_embeddings(embeddings)
+    embeddings = inputs.check_embeddings(embeddings)
     n = len(embeddings)
-    labels = knn.check_column(labels, n, "labels")
+    labels = inputs.check_column(labels, n, "labels")
     images = _as_display_images(images, n)
     if not 1 <= k <= n - 1:
         raise ValueError(f"k must be in [1, {n - 1}]; got {k}.")
@@ -74,7 +74,7 @@ def retrieval_grid(path, images, labels, embeddings, num_queries=8, k=5, query_i
     query_indices = np.asarray(query_indices, np.int64).reshape(-1)
     if not len(query_indices) or query_indices.min() < 0 or query_indices.max() >= n:
         raise ValueError(f"query_indices must be non-empty indices into the {n} samples.")
-    found, _ = knn.nearest_neighbors(embeddings[query_indices], embeddings, k=k + 1, distance=distance)
+    found, _ = nearest_neighbors(embeddings[query_indices], embeddings, k=k + 1, distance=distance)
     rows = len(query_indices)
     frame_pixels = max(2.0, cell_pixels / 12)
     inset = (frame_pixels / 2 + 1) / cell_pixels  # the frame, centred on the axes edge, stays in its cell
@@ -96,7 +96,7 @@ def retrieval_grid(path, images, labels, embeddings, num_queries=8, k=5, query_i
 
 def project_2d(embeddings, method="tsne", seed=0):
     """`(n, 2)` coordinates: t-SNE (scikit-learn), UMAP (`umap-learn`) or PCA."""
-    x = knn.check_embeddings(embeddings)
+    x = inputs.check_embeddings(embeddings)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -121,8 +121,8 @@ def embedding_map(path, embeddings, labels, method="tsne", seed=0, max_points=50
 
     At most `max_points` samples (drawn with `seed`) are projected. Returns `path`.
     """
-    embeddings = knn.check_embeddings(embeddings)
-    labels = knn.check_column(labels, len(embeddings), "labels")
+    embeddings = inputs.check_embeddings(embeddings)
+    labels = inputs.check_column(labels, len(embeddings), "labels")
     if len(embeddings) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), max_points, replace=False))
         embeddings, labels = embeddings[keep], labels[keep]
@@ -151,7 +151,7 @@ def write_projector(log_dir, embeddings, labels=None, images=None, thumbnail_pix
     `images`) and `projector_config.pbtxt`; `tensorboard --logdir log_dir` then shows
     them under "Projector". Returns the list of written paths.
     """
-    embeddings = knn.check_embeddings(embeddings)
+    embeddings = inputs.check_embeddings(embeddings)
     n = len(embeddings)
     os.makedirs(log_dir, exist_ok=True)
     written = [os.path.join(log_dir, "embeddings.tsv")]
@@ -160,7 +160,7 @@ def write_projector(log_dir, embeddings, labels=None, images=None, thumbnail_pix
               f'  tensor_shape: {n}', f'  tensor_shape: {embeddings.shape[1]}',
               '  tensor_path: "embeddings.tsv"']
     if labels is not None:
-        labels = knn.check_column(labels, n, "labels")
+        labels = inputs.check_column(labels, n, "labels")
         written.append(os.path.join(log_dir, "metadata.tsv"))
         with open(written[-1], "w") as f:
             f.writelines(f"{label}\n" for label in labels)

@@ -7,7 +7,8 @@ many exact ties, which go to the lower gallery index.
 import numpy as np
 import pytest
 
-from keras_dml.evaluation import knn, nearest_neighbors, retrieval_metrics
+from keras_dml.evaluation import nearest_neighbors, retrieval_metrics
+from keras_dml.search import exact, topk
 
 
 def brute_force_neighbors(queries, gallery=None, distance="euclidean"):
@@ -105,7 +106,7 @@ def test_a_failing_block_raises_instead_of_hanging(monkeypatch):
     def broken(self, *args, **kwargs):
         raise MemoryError("no room for this block")
 
-    monkeypatch.setattr(knn.RunningTopK, "push", broken)
+    monkeypatch.setattr(topk.RunningTopK, "push", broken)
     with pytest.raises(MemoryError, match="no room"):
         nearest_neighbors(np.eye(40, dtype="float32"), k=2, chunk_size=8, threads=3)
 
@@ -180,7 +181,7 @@ def test_separate_gallery_metrics_equal_reference():
 def test_list_memory_fallback_gives_identical_results(monkeypatch):
     x, y = integer_set(300, 4, 3, 2, seed=9)  # R ~ 100: deep lists
     expected = retrieval_metrics(x, y, k=(1, 4), chunk_size=64)
-    monkeypatch.setattr(knn, "_LIST_BUDGET_BYTES", 20_000)  # forces query chunks of a few rows
+    monkeypatch.setattr(exact, "_LIST_BUDGET_BYTES", 20_000)  # forces query chunks of a few rows
     assert retrieval_metrics(x, y, k=(1, 4), chunk_size=64) == expected
     assert_metrics_equal(expected, reference_metrics(x, y, (1, 4))[0])
 
@@ -208,8 +209,8 @@ def test_nmi_of_separated_clusters_is_one():
     [
         (dict(embeddings=np.zeros((1, 3)), labels=[0]), "at least 2 samples"),
         (dict(embeddings=np.zeros((4, 3)), labels=[0, 0, 1]), "labels has 3 entries"),
-        (dict(embeddings=np.zeros((4, 3)), labels=[0, 0, 1, 1], k=(1, 4)), "every k"),
-        (dict(embeddings=np.zeros((4, 3)), labels=[0, 0, 1, 1], k=0), "every k"),
+        (dict(embeddings=np.zeros((4, 3)), labels=[0, 0, 1, 1], k=(1, 4)), "k must be at most 3"),
+        (dict(embeddings=np.zeros((4, 3)), labels=[0, 0, 1, 1], k=0), "k must be a positive integer"),
         (dict(embeddings=np.full((4, 3), np.nan), labels=[0, 0, 1, 1]), "NaN"),
         (dict(embeddings=np.zeros(4), labels=[0, 0, 1, 1]), "shape"),
         (dict(embeddings=np.zeros((4, 3)), labels=[0.5, 0, 1, 1]), "integers or strings"),

@@ -68,12 +68,12 @@ def test_load_rejects_missing_files_and_other_versions(tmp_path):
     index.save(tmp_path / "idx")
     config_path = tmp_path / "idx" / "index.json"
     config = json.loads(config_path.read_text())
+    os.remove(tmp_path / "idx" / config["arrays_file"])
+    with pytest.raises(ValueError, match=f"{config['arrays_file']} is missing"):
+        Index.load(tmp_path / "idx")
     config["format_version"] = index_module.FORMAT_VERSION + 1
     config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="format version"):
-        Index.load(tmp_path / "idx")
-    os.remove(tmp_path / "idx" / "arrays.npz")
-    with pytest.raises(ValueError, match="arrays.npz is missing"):
         Index.load(tmp_path / "idx")
     with pytest.raises(ValueError, match="index.json is missing"):
         Index.load(tmp_path / "nothing")
@@ -184,3 +184,158 @@ def test_rerank_with_a_pddm_unit():
     expected = np.asarray(pddm(np.repeat(queries[:, None, :], 3, axis=1), gallery[ids]))
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
     assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_search_equals_float64_brute_force_on_random_data_with_ties():
+    rng = np.random.default_rng(12)
+    gallery = rng.normal(size=(400, 10)).astype("float32")
+    gallery[200:] = gallery[rng.choice(200, size=200)]  # every later row repeats an earlier one
+    queries = np.concatenate([gallery[:30], rng.normal(size=(30, 10)).astype("float32")])
+    index = Index(chunk_size=64)
+    index.add(gallery)
+    ids, dist = index.search(queries, k=20)
+    order, expected = brute_force(queries, gallery, 20)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(dist, expected, rtol=1e-6)
+
+
+def test_a_zero_query_has_cosine_similarity_zero():
+    index = Index(distance="cosine")
+    index.add(np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]], "float32"))
+    ids, values = index.search(np.zeros((1, 2), "float32"), k=3)
+    assert ids.tolist() == [[0, 1, 2]] and values.tolist() == [[0.0, 0.0, 0.0]]
+    ids, values = index.search(np.array([[0.0, 5.0]], "float32"), k=3)
+    assert ids.tolist() == [[1, 0, 2]] and values.tolist() == [[1.0, 0.0, 0.0]]
+
+
+def test_a_scorer_returning_nan_is_a_clear_error():
+    index = Index()
+    index.add(integer_rows(20, 3, 2, 13))
+    with pytest.raises(ValueError, match="NaN or inf scores"):
+        index.search(integer_rows(2, 3, 2, 14), k=2, rerank=lambda a, b: np.full(a.shape[:-1], np.nan))
+
+
+def test_k_and_rerank_depth_must_be_whole_numbers():
+    index = Index()
+    index.add(integer_rows(20, 3, 2, 15))
+    for bad in (True, 2.5, "3"):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            index.search(integer_rows(1, 3, 2, 16), k=bad)
+    with pytest.raises(ValueError, match="rerank_depth"):
+        index.search(integer_rows(1, 3, 2, 16), k=3, rerank=lambda a, b: -abs(a - b).sum(-1), rerank_depth=2)
+    with pytest.raises(ValueError, match="dim >= 1"):
+        index.add(np.zeros((10, 0)))
+
+
+def saved(tmp_path, distance="euclidean", labels=True):
+    index = Index(distance=distance)
+    index.add(integer_rows(6, 3, 2, 17) + 0.5, labels=np.arange(6) % 2 if labels else None)
+    index.threshold = 1.5
+    index.save(tmp_path / "idx")
+    config_path = tmp_path / "idx" / "index.json"
+    return index, config_path, json.loads(config_path.read_text())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("distance", "manhattan", "distance"),
+    ("backend", "annoy", "backend"),
+    ("faiss_index", "hnsw", "faiss_index"),
+    ("nlist", 2.5, "nlist"),
+    ("nprobe", True, "nprobe"),
+    ("chunk_size", 0, "chunk_size"),
+    ("chunk_size", "64", "chunk_size"),
+    ("threshold", "high", "threshold"),
+    ("threshold", float("nan"), "threshold"),
+    ("size", 7, "shape"),
+    ("dim", 2, "shape"),
+    ("arrays_file", "../elsewhere.npz", "arrays_file"),
+    ("distance", "cosine", "L2-normalised"),  # switched over rows that are not unit length
+])
+def test_load_checks_every_field(tmp_path, field, value, message):
+    _, config_path, config = saved(tmp_path)
+    config[field] = value
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message):
+        Index.load(tmp_path / "idx")
+
+
+def test_load_refuses_a_config_that_is_not_a_json_object(tmp_path):
+    _, config_path, config = saved(tmp_path)
+    del config["dim"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="missing field"):
+        Index.load(tmp_path / "idx")
+    for text in ("{not json", "[1, 2]", "\xff"):
+        config_path.write_bytes(text.encode("latin-1"))
+        with pytest.raises(ValueError, match="index.json"):
+            Index.load(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(ids=np.array([0, 1, 2, 3, 4, 4])), "ids must be unique"),
+    (dict(ids=np.arange(6.0)), "ids must be"),
+    (dict(ids=np.arange(6).reshape(6, 1)), "ids must be"),
+    (dict(labels=np.arange(5)), "labels must be"),
+    (dict(embeddings=np.full((6, 3), np.nan, "float32")), "NaN"),
+    (dict(embeddings=np.zeros((6, 3), "float64")), "float32"),
+    (dict(extra=np.zeros(2)), "must hold"),
+])
+def test_load_checks_every_array(tmp_path, arrays, message):
+    index, config_path, config = saved(tmp_path)
+    stored = {"embeddings": index.embeddings, "ids": index.ids, "labels": index.labels, **arrays}
+    np.savez(tmp_path / "idx" / config["arrays_file"], **stored)
+    with pytest.raises(ValueError, match=message):
+        Index.load(tmp_path / "idx")
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 not a zip", None])
+def test_load_refuses_a_damaged_arrays_file(tmp_path, damage):
+    _, _, config = saved(tmp_path)
+    path = tmp_path / "idx" / config["arrays_file"]
+    path.write_bytes(path.read_bytes()[:200] if damage is None else damage)  # None: truncated
+    with pytest.raises(ValueError, match="not a readable arrays file"):
+        Index.load(tmp_path / "idx")
+
+
+def test_format_version_1_still_loads(tmp_path):
+    index, config_path, config = saved(tmp_path)
+    os.rename(tmp_path / "idx" / config.pop("arrays_file"), tmp_path / "idx" / "arrays.npz")
+    config_path.write_text(json.dumps({**config, "format_version": 1}))
+    loaded = Index.load(tmp_path / "idx")
+    np.testing.assert_array_equal(loaded.embeddings, index.embeddings)
+    index.save(tmp_path / "idx")  # re-saving replaces the version 1 arrays file
+    assert sorted(os.listdir(tmp_path / "idx")) == sorted(["index.json", json.loads(config_path.read_text())
+                                                          ["arrays_file"]])
+
+
+def test_save_is_atomic_under_a_kill_at_any_moment(tmp_path):
+    """A child process re-saves over an existing index in a loop and is killed (SIGKILL)
+    after a random delay; the directory must always load as one of the two indexes."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(18)
+    old, new = Index(), Index()
+    old.add(rng.normal(size=(20000, 16)).astype("float32"))  # ~1.3 MB: saves take a while
+    new.add(rng.normal(size=(20000, 16)).astype("float32"), ids=np.arange(20000) + 10**6)
+    old.save(tmp_path / "idx")
+    for attempt in range(12):
+        pid = os.fork()
+        if pid == 0:  # the child: no TensorFlow, only numpy and files
+            try:
+                while True:
+                    new.save(tmp_path / "idx")
+                    old.save(tmp_path / "idx")
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.15))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        loaded = Index.load(tmp_path / "idx")
+        expected = old if loaded.ids[0] == 0 else new
+        np.testing.assert_array_equal(loaded.embeddings, expected.embeddings)
+        np.testing.assert_array_equal(loaded.ids, expected.ids)
+    new.save(tmp_path / "idx")  # arrays files written before a kill are removed by the next save
+    kept = [name for name in os.listdir(tmp_path / "idx") if not name.startswith(".")]
+    assert sorted(kept) == sorted(["index.json", json.loads((tmp_path / "idx" / "index.json").read_text())
+                                   ["arrays_file"]])

@@ -317,12 +317,12 @@ def test_reranked_metrics_match_a_brute_force_reference():
     same = retrieval_metrics_reranked(x, labels, lambda a, b: -np.sum((a - b) ** 2, axis=-1), top_k=5, k=(1, 2, 4))
     plain = retrieval_metrics(x, labels, k=(1, 2, 4))
     assert all(same[f"recall@{K}"] == pytest.approx(plain[f"recall@{K}"]) for K in (1, 2, 4))
-    with pytest.raises(ValueError, match="top_k"):
+    with pytest.raises(ValueError, match="rerank_depth"):
         retrieval_metrics_reranked(x, labels, pddm, top_k=2, k=(1, 4))
     # retrieval_metrics takes the unit directly.
-    assert retrieval_metrics(x, labels, k=(1, 2, 4), pddm=pddm, rerank_top_k=5, chunk_size=7) == result
-    with pytest.raises(ValueError, match="pddm"):
-        retrieval_metrics(x, labels, k=(1,), pddm=pddm, nmi=True)
+    assert retrieval_metrics(x, labels, k=(1, 2, 4), rerank=pddm, rerank_depth=5, chunk_size=7) == result
+    with pytest.raises(ValueError, match="rerank"):
+        retrieval_metrics(x, labels, k=(1,), rerank=pddm, nmi=True)
 
 
 def test_a_pddm_unit_reranks_index_search():

@@ -30,13 +30,13 @@ import numpy as np
 from keras import ops
 
 from keras_dml import distances
-from keras_dml.evaluation import knn
+from keras_dml.search import inputs
 from keras_dml.losses.density import class_statistics
 
 
 def _check_set(embeddings, labels, normalize):
-    embeddings = knn.check_embeddings(embeddings).astype("float64")
-    labels = knn.check_column(labels, len(embeddings), "labels")
+    embeddings = inputs.check_embeddings(embeddings).astype("float64")
+    labels = inputs.check_column(labels, len(embeddings), "labels")
     if normalize:
         embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     return embeddings, labels
@@ -77,7 +77,7 @@ def mode_preservation(embeddings, labels, modes, k=5, normalize=True):
       averaged over classes (3 for three intact modes, usually 0 for a collapsed class).
     """
     embeddings, labels = _check_set(embeddings, labels, normalize)
-    modes = knn.check_column(modes, len(labels), "modes")
+    modes = inputs.check_column(modes, len(labels), "modes")
     if int(k) < 1:
         raise ValueError(f"k must be >= 1; got k={k}.")
     shares, kept = [], []

@@ -12,8 +12,10 @@ query whose class has `R` other samples in the gallery:
   number of classes, scored against the labels.
 
 Queries with `R = 0` are skipped and counted. Ties in distance go to the lower gallery
-index. The search is exact and runs in chunks (`keras_dml.evaluation.knn`), so memory
-stays bounded: no N x N matrix is ever held.
+index. The search (`keras_dml.search.ExactSearch`, `certify=False`) ranks by float32 keys
+of rows centred on the gallery mean, so any offset of the data is searched accurately;
+pairs whose distances differ by less than float32 rounding may be ordered differently
+from float64. It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
 
 Example:
 
@@ -25,19 +27,9 @@ Example:
 """
 import numpy as np
 
-from keras_dml.evaluation import knn
-
-
-def check_ks(k, gallery_size):
-    ks = (k,) if np.isscalar(k) else tuple(k)
-    if not ks or any(int(v) != v for v in ks):
-        raise ValueError(f"k must be a positive integer or a non-empty sequence of them; got {k!r}.")
-    ks = tuple(sorted(set(int(v) for v in ks)))
-    if ks[0] < 1 or ks[-1] > gallery_size:
-        raise ValueError(
-            f"every k must be in [1, {gallery_size}] (the gallery size); got k={ks}."
-        )
-    return ks
+from keras_dml.evaluation.rerank import retrieval_metrics_reranked
+from keras_dml.search import ExactSearch, inputs
+from keras_dml.search.keys import Frame
 
 
 def _per_query(correct, relevant, ks):
@@ -74,8 +66,8 @@ def retrieval_metrics(
     per_class=False,
     chunk_size=1024,
     seed=0,
-    pddm=None,
-    rerank_top_k=10,
+    rerank=None,
+    rerank_depth=10,
 ):
     """Recall@K, R-Precision and MAP@R (and optionally NMI) of labelled embeddings.
 
@@ -90,49 +82,44 @@ def retrieval_metrics(
         per_class: also return `"per_class"`: `{label: {metric: value}}`.
         chunk_size: rows per block of the search; results do not depend on it.
         seed: seed of the k-means behind NMI.
-        pddm: optional scorer (a trained `keras_dml.layers.PDDM`): report Recall@K after
-            re-ranking each query's `rerank_top_k` nearest neighbours by its score (see
-            `keras_dml.evaluation.retrieval_metrics_reranked`; Recall@K only, K <= top k).
+        rerank: optional pair scorer (e.g. a trained `keras_dml.layers.PDDM`): report
+            Recall@K after re-ranking each query's `rerank_depth` nearest neighbours by
+            its score (see `keras_dml.evaluation.retrieval_metrics_reranked`; Recall@K
+            only, every K at most `rerank_depth`).
+        rerank_depth: neighbours re-ranked per query.
 
     Returns:
         A dict with `"recall@K"` for each K, `"r_precision"`, `"map_at_r"`,
         `"num_queries"`, `"skipped_queries"` (queries whose class has no other sample
         in the gallery), plus `"nmi"` and `"per_class"` when asked for.
     """
-    if pddm is not None:
+    if rerank is not None:
         if gallery_embeddings is not None or nmi or per_class:
-            raise ValueError("pddm re-ranking reports Recall@K on a single set: it does not combine with "
+            raise ValueError("rerank reports Recall@K on a single set: it does not combine with "
                              "a separate gallery, nmi or per_class.")
-        from keras_dml.evaluation.rerank import retrieval_metrics_reranked
-
-        return retrieval_metrics_reranked(embeddings, labels, pddm, top_k=rerank_top_k, k=k, distance=distance,
-                                          chunk_size=chunk_size)
-    distance = knn.check_distance(distance)
-    queries = knn.check_embeddings(embeddings, "embeddings")
-    labels = knn.check_column(labels, len(queries), "labels")
+        return retrieval_metrics_reranked(embeddings, labels, rerank, rerank_depth=rerank_depth, k=k,
+                                          distance=distance, chunk_size=chunk_size)
+    distance = inputs.check_distance(distance)
+    queries = inputs.check_embeddings(embeddings, "embeddings")
+    labels = inputs.check_column(labels, len(queries), "labels")
     if (gallery_embeddings is None) != (gallery_labels is None):
         raise ValueError("gallery_embeddings and gallery_labels must be given together.")
     if gallery_embeddings is None:
         if len(queries) < 2:
             raise ValueError(f"retrieval metrics need at least 2 samples; got {len(queries)}.")
         gallery, gallery_labels = None, labels
-        gallery_size = len(queries) - 1
+        search = ExactSearch(queries, distance, chunk_size, name="embeddings", certify=False)
     else:
-        gallery = knn.check_embeddings(gallery_embeddings, "gallery_embeddings")
-        gallery_labels = knn.check_column(
+        gallery = inputs.check_embeddings(gallery_embeddings, "gallery_embeddings")
+        gallery_labels = inputs.check_column(
             gallery_labels, len(gallery), "gallery_labels", "gallery_embeddings"
         )
         if len(queries) < 1 or len(gallery) < 1:
             raise ValueError("retrieval metrics need at least 1 query and 1 gallery sample.")
-        if gallery.shape[1] != queries.shape[1]:
-            raise ValueError(
-                f"embeddings have dimension {queries.shape[1]} but gallery_embeddings has "
-                f"{gallery.shape[1]}."
-            )
-        gallery = knn.prepare(gallery, distance)
-        gallery_size = len(gallery)
-    ks = check_ks(k, gallery_size)
-    queries = knn.prepare(queries, distance)
+        inputs.check_same_dim(queries, gallery, ("embeddings", "gallery_embeddings"))
+        search = ExactSearch(gallery, distance, chunk_size, name="gallery_embeddings", certify=False)
+    gallery_size = len(search) - (gallery is None)
+    ks = inputs.check_ks(k, gallery_size)
 
     classes, codes = np.unique(np.concatenate([labels, gallery_labels]), return_inverse=True)
     query_codes, gallery_codes = codes[:len(labels)], codes[len(labels):]
@@ -148,7 +135,7 @@ def retrieval_metrics(
     depth = min(gallery_size, max(ks[-1], int(relevant.max())))
 
     values = {}
-    for start, stop, ids, _ in knn.neighbor_chunks(queries, gallery, depth, distance, chunk_size):
+    for start, stop, ids, _ in search.chunks(None if gallery is None else queries, depth, values=False):
         correct = gallery_codes[ids] == query_codes[start:stop, None]
         for name, chunk in _per_query(correct, relevant[start:stop], ks).items():
             values.setdefault(name, np.zeros(len(queries)))[start:stop] = chunk
@@ -157,7 +144,8 @@ def retrieval_metrics(
     result["num_queries"] = int(counted.sum())
     result["skipped_queries"] = int((~counted).sum())
     if nmi:
-        result["nmi"] = _nmi(queries, labels, seed)
+        clustered = Frame(distance, queries).rows(queries) if distance == "cosine" else queries
+        result["nmi"] = _nmi(clustered, labels, seed)
     if per_class:
         result["per_class"] = _per_class(values, query_codes[counted], counted, classes)
     return result

@@ -3,7 +3,7 @@
 On CPUs with bfloat16 matrix units (Intel AMX, AVX512-BF16), TensorFlow's oneDNN
 bfloat16 matrix multiply runs several times faster than a float32 one. Its keys are
 approximate, but the error is bounded: for augmented rows `[x, v, 1]` and `[-y, 1, w]`
-(see `keras_dml.evaluation.knn`), with `S = |x| |y| + |v| + |w|` bounding the sum of the
+(see `keras_dml.search.keys`), with `S = |x| |y| + |v| + |w|` bounding the sum of the
 absolute products,
 
     |approximate key - float32 key| <= C * S,
@@ -23,9 +23,11 @@ that `supported()` has checked accumulates in float32.
 Example:
 
 >>> import numpy as np
->>> from keras_dml.evaluation import knn, screen
+>>> from keras_dml.search import screen
+>>> from keras_dml.search.keys import Frame
 >>> x = np.random.default_rng(0).normal(size=(64, 128)).astype("float32")
->>> left, right = knn.augment(x, "euclidean", "left"), knn.augment(x, "euclidean", "right")
+>>> frame = Frame("euclidean", x)
+>>> left, right = frame.left(frame.rows(x), own_term=True), frame.right(frame.rows(x))
 >>> approximate = screen.BFloat16Screen(left, right)
 >>> rows = slice(0, 64)
 >>> error = np.abs(approximate.keys(rows, rows) - left @ right.T)
@@ -93,8 +95,8 @@ def screenable(rows):
 class BFloat16Screen:
     """Approximate key blocks `left[rows] . right[cols]` and a bound on their error.
 
-    `left` and `right` are augmented float32 rows (`keras_dml.evaluation.knn.augment`),
-    whose last two columns hold `v` and `1` (left) and `1` and `w` (right).
+    `left` and `right` are augmented float32 rows (`keras_dml.search.keys.Frame`), whose
+    last two columns hold `v` and `1` (left) and `1` and `w` (right).
     """
 
     def __init__(self, left, right):

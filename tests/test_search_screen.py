@@ -1,4 +1,4 @@
-"""bfloat16 screening of the exact k-NN search (keras_dml.evaluation.screen).
+"""bfloat16 screening of the exact k-NN search (keras_dml.search.screen).
 
 The search logic is tested on every machine with a stand-in screen whose keys are off by
 up to 99.9% of the error bound, in the worst direction for each pair; the real bfloat16
@@ -7,7 +7,9 @@ multiply is tested where `screen.supported()` says this CPU has one.
 import numpy as np
 import pytest
 
-from keras_dml.evaluation import knn, nearest_neighbors, retrieval_metrics, screen
+from keras_dml.evaluation import nearest_neighbors, retrieval_metrics
+from keras_dml.search import exact, screen
+from keras_dml.search.keys import Frame
 from tests.test_evaluation_metrics import brute_force_neighbors, integer_set, reference_metrics
 
 needs_bfloat16 = pytest.mark.skipif(not screen.supported(), reason="no float32-accumulating bfloat16 matmul")
@@ -33,15 +35,15 @@ def adversarial(monkeypatch):
     """Screening on, with `AdversarialScreen`; yields a count of pairs rescored one by one."""
     monkeypatch.setattr(screen, "supported", lambda: True)
     monkeypatch.setattr(screen, "BFloat16Screen", AdversarialScreen)
-    monkeypatch.setattr(knn, "_MAX_DENSE_SHARE", 1.0)  # keep screening however many pass
+    monkeypatch.setattr(exact, "_MAX_DENSE_SHARE", 1.0)  # keep screening however many pass
     rescored = []
-    pair_keys = knn.KeyBlocks._pair_keys
+    pair_keys = exact.KeyBlocks._pair_keys
 
     def counting(self, query_ids, gallery_ids):
         rescored.append(len(query_ids))
         return pair_keys(self, query_ids, gallery_ids)
 
-    monkeypatch.setattr(knn.KeyBlocks, "_pair_keys", counting)
+    monkeypatch.setattr(exact.KeyBlocks, "_pair_keys", counting)
     return rescored
 
 
@@ -61,14 +63,14 @@ def test_screened_separate_gallery_and_query_chunks_equal_brute_force(adversaria
     q, _ = integer_set(70, 5, 4, 3, seed=2)
     order, _ = brute_force_neighbors(q, x)
     np.testing.assert_array_equal(nearest_neighbors(q, x, k=7, chunk_size=32, screen=True)[0], order[:, :7])
-    monkeypatch.setattr(knn, "_LIST_BUDGET_BYTES", 20_000)  # symmetric search in query chunks
+    monkeypatch.setattr(exact, "_LIST_BUDGET_BYTES", 20_000)  # symmetric search in query chunks
     order, _ = brute_force_neighbors(x)
     np.testing.assert_array_equal(nearest_neighbors(x, k=7, chunk_size=32, screen=True)[0], order[:, :7])
 
 
 def test_screened_metrics_equal_reference_with_auto(adversarial, monkeypatch):
-    monkeypatch.setattr(knn, "_SCREEN_MIN_DIM", 1)
-    monkeypatch.setattr(knn, "_SCREEN_DEPTH_RATIO", 1)
+    monkeypatch.setattr(exact, "_SCREEN_MIN_DIM", 1)
+    monkeypatch.setattr(exact, "_SCREEN_DEPTH_RATIO", 1)
     x, y = integer_set(500, 6, 40, 2, seed=4)
     expected, _ = reference_metrics(x, y, (1, 4))
     result = retrieval_metrics(x, y, k=(1, 4), chunk_size=64)
@@ -79,9 +81,9 @@ def test_screened_metrics_equal_reference_with_auto(adversarial, monkeypatch):
 
 def test_auto_screens_only_wide_rows_and_short_lists(adversarial):
     narrow, _ = integer_set(300, 6, 4, 3, seed=5)
-    wide, _ = integer_set(300, 64, 4, 3, seed=5)
+    wide, _ = integer_set(1300, 64, 4, 3, seed=5)
     nearest_neighbors(narrow, k=2)
-    nearest_neighbors(wide, k=10)  # 10 of 299: a list too deep next to the gallery
+    nearest_neighbors(wide, k=10)  # 10 + 8 of 1299: a list too deep next to the gallery
     assert not adversarial
     order, _ = brute_force_neighbors(wide)
     np.testing.assert_array_equal(nearest_neighbors(wide, k=2, chunk_size=64)[0], order[:, :2])
@@ -89,7 +91,7 @@ def test_auto_screens_only_wide_rows_and_short_lists(adversarial):
 
 
 def test_screening_stops_where_most_queries_need_float32_rows(adversarial, monkeypatch):
-    monkeypatch.setattr(knn, "_MAX_DENSE_SHARE", 0.15)
+    monkeypatch.setattr(exact, "_MAX_DENSE_SHARE", 0.15)
     screened = []
     keys = AdversarialScreen.keys
     monkeypatch.setattr(AdversarialScreen, "keys", lambda self, rows, cols: screened.append(1) or keys(self, rows, cols))
@@ -119,7 +121,8 @@ def test_real_bfloat16_error_stays_within_the_margin():
     rng = np.random.default_rng(7)
     for dim, scale in ((8, 1.0), (512, 1.0), (1000, 1e4), (300, 1e-6)):
         x = (rng.normal(size=(200, dim)) * scale * rng.uniform(0.01, 10.0, size=(200, 1))).astype("float32")
-        left, right = knn.augment(x, "euclidean", "left"), knn.augment(x, "euclidean", "right")
+        frame = Frame("euclidean", x)  # its augmented rows, here of x itself (not centred or scaled)
+        left, right = frame.left(x, own_term=True), frame.right(x)
         approximate = screen.BFloat16Screen(left, right)
         rows = slice(0, 200)
         error = np.abs(approximate.keys(rows, rows) - (left.astype(np.float64) @ right.T.astype(np.float64)))
