@@ -1,4 +1,4 @@
-"""The embedded default dataset: scikit-learn's bundled 8x8 digits, split by class.
+"""scikit-learn's bundled 8x8 digits, split by class: the tiny dataset of the tests (glyphs is the default).
 
 Classes 0-4 train and 5-9 are held out, the zero-shot protocol of CUB-200 and Cars196
 in miniature. Nothing is downloaded: the images ship inside scikit-learn.
