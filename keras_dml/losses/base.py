@@ -111,10 +111,9 @@ class LossTemplate:
     A loss implements `terms(labels, embeddings) -> (terms, valid)` on `(n,)` integer
     labels and float32 `(n, D)` embeddings (normalised when `self.normalize`): `terms`
     and `valid` of shape `(m,)` (the loss is the mean of the valid terms) or `(k, m)`
-    (the sum of `k` such means, e.g. a loss plus a weighted regularizer).
+    (the sum of `k` such means, e.g. a loss plus a weighted regularizer). `normalize`
+    is a constructor argument of both base classes.
     """
-
-    normalize = True
 
     def compute(self, labels, embeddings):
         """The loss of checked (and gathered) labels and float32 embeddings."""
