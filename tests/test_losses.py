@@ -241,3 +241,19 @@ def test_int64_class_ids_keep_their_identity():
             losses.TripletLoss()(far_apart, x)
         return
     np.testing.assert_allclose(float(losses.TripletLoss()(far_apart, x)), expected, rtol=1e-6)
+
+
+def test_labels_known_while_tracing_a_compiled_step():
+    # NumPy labels captured by a compiled function are concrete while its embeddings are not.
+    labels, x = random_batch(seed=15)
+    loss = losses.TripletLoss(positive="easy", negative="semihard")
+    expected = float(loss(labels, x))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(lambda v: loss(labels.astype("int64"), v))
+    else:
+        import tensorflow as tf
+
+        step = tf.function(lambda v: loss(labels.astype("int64"), v), jit_compile=True)
+    np.testing.assert_allclose(float(step(x)), expected, rtol=1e-5)

@@ -66,7 +66,9 @@ def check_labels(labels, batch_size=None, argument="y_true"):
         raise ValueError(
             f"{argument} (labels) has {shape[0]} entries but the batch has {batch_size} embeddings."
         )
-    if given is not None and given.size and not np.array_equal(given, checks.concrete_values(labels)):
+    if given is not None and given.size and given.dtype.kind in "iu" and (
+        given.min() < np.iinfo(dtype).min or given.max() > np.iinfo(dtype).max
+    ):
         raise ValueError(
             f"{argument} (labels) holds class ids that {keras.backend.backend()} cannot represent as "
             f"{dtype} (from {given.min()} to {given.max()}); re-index them, e.g. with np.unique(..., return_inverse=True)."
