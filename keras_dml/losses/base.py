@@ -66,7 +66,9 @@ def check_labels(labels, batch_size=None, argument="y_true"):
         raise ValueError(
             f"{argument} (labels) has {shape[0]} entries but the batch has {batch_size} embeddings."
         )
-    if given is not None and given.size and not np.array_equal(given, checks.concrete_values(labels)):
+    if given is not None and given.size and given.dtype.kind in "iu" and (
+        given.min() < np.iinfo(dtype).min or given.max() > np.iinfo(dtype).max
+    ):
         raise ValueError(
             f"{argument} (labels) holds class ids that {keras.backend.backend()} cannot represent as "
             f"{dtype} (from {given.min()} to {given.max()}); re-index them, e.g. with np.unique(..., return_inverse=True)."
@@ -111,10 +113,9 @@ class LossTemplate:
     A loss implements `terms(labels, embeddings) -> (terms, valid)` on `(n,)` integer
     labels and float32 `(n, D)` embeddings (normalised when `self.normalize`): `terms`
     and `valid` of shape `(m,)` (the loss is the mean of the valid terms) or `(k, m)`
-    (the sum of `k` such means, e.g. a loss plus a weighted regularizer).
+    (the sum of `k` such means, e.g. a loss plus a weighted regularizer). `normalize`
+    is a constructor argument of both base classes.
     """
-
-    normalize = True
 
     def compute(self, labels, embeddings):
         """The loss of checked (and gathered) labels and float32 embeddings."""
