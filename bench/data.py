@@ -1,11 +1,14 @@
-"""Throughput of the keras_dml train input pipeline: decode + augment + P x K batching.
+"""Throughput of the keras_dml train input pipeline: decode + augment + P x K batching,
+and of the glyph renderer behind `load_glyphs` (first call, then from its cache).
 
 Writes its own 500 x 375 JPEGs (smooth random scenes with noise, so they compress like
 photos) into a temporary class-folder tree, loads it with `load_dataset`, and times
 `class_balanced(..., transform=augment.train_transform(224))` batches after a warm-up.
+Then renders the default glyph set into a temporary cache folder and loads it again.
 
     python bench/data.py                       # defaults below
     python bench/data.py --images 4000 --batches 60 --parallel 8
+    python bench/data.py --glyphs-only --glyph-renders 3 --glyph-size 32
 """
 import argparse
 import os
@@ -16,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_dml.data import augment, class_balanced, load_dataset
+from keras_dml.data import augment, class_balanced, glyphs, load_dataset
 
 
 def write_jpegs(root, num_images, num_classes, width=500, height=375, seed=0):
@@ -62,6 +65,23 @@ def images_per_second(dataset, transform, args):
     return setup, args.batches * args.classes_per_batch * args.samples_per_class / elapsed
 
 
+def glyph_rendering(args):
+    """Seconds and images per second of `load_glyphs` (both splits): rendering, then cached."""
+    with tempfile.TemporaryDirectory() as cache:
+        seconds = []
+        for _ in range(2):  # first call renders and writes the cache, the second reads it
+            start = time.perf_counter()
+            sizes = [len(glyphs.load_glyphs(split, image_size=args.glyph_size, renders=args.glyph_renders,
+                                            cache_dir=cache)[1]) for split in glyphs.SPLITS]
+            seconds.append(time.perf_counter() - start)
+    images = sum(sizes)
+    print(f"load_glyphs, matplotlib's fonts, {images} images of {args.glyph_size} x {args.glyph_size} "
+          f"({args.glyph_renders} renders per glyph), train + test:")
+    print(f"  first call (checks + rendering + cache write): {seconds[0]:.2f} s, {images / seconds[0]:.0f} images/s")
+    print(f"  cached call: {seconds[1]:.2f} s, {images / seconds[1]:.0f} images/s "
+          f"({seconds[0] / seconds[1]:.0f}x faster)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -72,11 +92,17 @@ def main():
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=tf.data.AUTOTUNE, help="num_parallel_calls (default AUTOTUNE)")
+    parser.add_argument("--glyph-renders", type=int, default=3)
+    parser.add_argument("--glyph-size", type=int, default=32)
+    parser.add_argument("--glyphs-only", action="store_true", help="time only the glyph rendering")
     args = parser.parse_args()
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {platform.machine()}, {cores} usable CPU cores (os.cpu_count {os.cpu_count()}), "
           f"load average {os.getloadavg()[0]:.1f}, TensorFlow {tf.__version__}")
+    glyph_rendering(args)
+    if args.glyphs_only:
+        return
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         mean_bytes = write_jpegs(root, args.images, args.classes)

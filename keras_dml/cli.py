@@ -27,8 +27,7 @@ PYTHON_TO_CLI = [
     (re.compile(r"overwrite=True"), "--overwrite"),
     (re.compile(r"pass its path as weights='([^']*)'"), r"pass its path with --set weights=\1"),
     (re.compile(r"call load_dataset\('([^']+)', manual_dir='([^']+)'\)"), r"pass --set manual_dir=\2"),
-    (re.compile(r"Or pass download=True to let\s+TFDS try its original addresses\."),
-     "(the command line does not download datasets.)"),
+    (re.compile(r"pass download=True"), "pass --set data_options='{\"download\": true}'"),
 ]
 METRICS_LINE = ("Recall@1: the share of held-out images whose nearest neighbour is of their class. "
                 "MAP@R: mean average precision over each image's R nearest neighbours "

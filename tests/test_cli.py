@@ -42,6 +42,10 @@ def test_python_arguments_become_flags():
     assert cli_terms("x exists and is not empty; pass overwrite=True to replace it.") == \
         "x exists and is not empty; pass --overwrite to replace it."
     assert "--resume" in cli_terms("resume it with resume=True (--resume), or")
+    tfds = cli_terms("put them in one folder and call load_dataset('cars196', manual_dir='/path/to/that/folder'); "
+                     "TFDS verifies them. Or pass download=True to let TFDS try its original addresses.")
+    assert "pass --set manual_dir=/path/to/that/folder;" in tfds
+    assert """Or pass --set data_options='{"download": true}' to let""" in tfds
 
 
 @pytest.mark.parametrize("arguments, said", [
@@ -116,7 +120,7 @@ def _evaluate(run, capsys, *flags):
     capsys.readouterr()
     assert main(["evaluate", str(run), *flags]) == 0
     captured = capsys.readouterr()
-    return json.loads(captured.out), captured.err
+    return json.loads(captured.out.split("Plots written")[0]), captured.err
 
 
 @tensorflow_only
@@ -150,9 +154,10 @@ def test_resume_from_the_command_line_takes_the_runs_own_settings(folder_run, ca
 
 
 @tensorflow_only
-def test_evaluate_defaults_to_the_best_epoch(folder_run, capsys):
-    metrics, err = _evaluate(folder_run, capsys)
+def test_evaluate_defaults_to_the_best_epoch(folder_run, tmp_path, capsys):
+    metrics, err = _evaluate(folder_run, capsys, "--plots", str(tmp_path / "plots"))
     assert "best weights" in err
+    assert (tmp_path / "plots" / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = RunDir(folder_run)
     best_epoch, best_value = run.best_epoch()
     assert metrics["map_at_r"] == pytest.approx(best_value, abs=1e-6)

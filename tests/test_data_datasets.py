@@ -44,6 +44,12 @@ def test_bad_split_and_misplaced_test_fraction():
         load_dataset("cars196", "train", test_fraction=0.5)
 
 
+def test_load_dataset_keeps_its_keywords():
+    # Folder keywords at their defaults and TFDS keywords set to None pass for any dataset, as before.
+    dataset, num_classes = load_dataset("digits", "test", data_dir=None, manual_dir=None, test_fraction=0.0, seed=7)
+    assert num_classes == 5 and len(list(dataset)) == len(load_digits("test")[1])
+
+
 # --- TFDS datasets on mock data ---------------------------------------------------------
 
 RAW_SPLITS = {"cars196": "train+test", "cub200": "train+test", "sop": None}
@@ -340,3 +346,16 @@ def test_folder_paths_and_class_record(tmp_path):
             assert written[path][0] == record[split][label]  # and label i is class record[split][i]
     with pytest.raises(ValueError, match="return_paths applies to image folders only"):
         load_dataset("digits", return_paths=True)
+
+
+def test_tfds_val_classes_on_a_prepared_directory(tiny_cars196):
+    cars = get_dataset("cars196")
+    names = cars.class_splits(val_fraction=0.5, val_seed=1, data_dir=tiny_cars196)
+    assert len(names["val"]) == 49 and sorted(names["train"] + names["val"], key=int) == [str(c) for c in range(98)]
+    seen = {}
+    for split in ("train", "val"):
+        dataset, num_classes = cars.load(split, val_fraction=0.5, val_seed=1, data_dir=tiny_cars196)
+        assert num_classes == 49
+        for image, label in dataset.as_numpy_iterator():  # each image's pixels are its TFDS label
+            seen[int(tf.io.decode_image(image)[0, 0, 0])] = names[split][label]
+    assert seen == {label: str(label) for label in TRAIN_LABELS + TEST_LABELS if label < 98}

@@ -100,3 +100,12 @@ def test_serving_names_a_truncated_png(tmp_path):
     path.write_bytes(tf.io.encode_png(tf.zeros([16, 16, 3], tf.uint8)).numpy()[:60])
     with pytest.raises(ValueError, match=f"Cannot read image file {path}"):
         serve_onnx().load_image(path, 8, 8, 3)
+
+
+def test_a_file_damaged_after_a_first_load_is_found_again(tmp_path):
+    root = folder_with(tmp_path, {})
+    assert len(list(load_dataset(str(root))[0])) == 4  # decoded once, remembered
+    damaged = root / "a" / "1.jpg"
+    damaged.write_bytes(jpeg_bytes()[:200] + b"\0" * 10)  # other size: decoded again
+    with pytest.warns(UserWarning, match=f"Corrupt image file {damaged}"):
+        assert len(list(load_dataset(str(root))[0])) == 3

@@ -1,4 +1,4 @@
-"""Datasets for metric learning: one description per dataset, class splits, image files, P x K sampling, augmentation."""
+"""Datasets for metric learning: one description per dataset, class splits, image files, P x K batches."""
 from keras_dml.data import augment, images
 from keras_dml.data.datasets import DATASETS, DatasetInfo, get_dataset, load_dataset
 from keras_dml.data.digits import load_digits

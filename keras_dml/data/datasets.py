@@ -7,16 +7,16 @@ evaluation callback, `keras-dml evaluate` and export all ask it, so they cannot
 disagree: `eval_batches` is the one evaluation input path.
 
 Deep metric learning is evaluated zero-shot: test classes are never seen in training
-(METHODS.md section 6). Every split is a split by class, labels re-indexed from 0.
+(docs/methods.md, section 6). Every split is a split by class, labels re-indexed from 0.
 
-| name        | source                                   | `"train"`       | `"test"`           |
-|-------------|------------------------------------------|-----------------|--------------------|
-| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4             | 5-9                |
-| `"glyphs"`  | rendered characters (`data.glyphs`)      | its train split | its test split     |
-| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98            | 99-196             |
-| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100           | 101-200            |
-| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`    | `Ebay_test`        |
-| a folder    | `root/<class name>/<image files>`        | all, or `1 - test_fraction` of the classes | `test_fraction` |
+| name        | source                                   | `"train"` classes         | `"test"` classes   |
+|-------------|------------------------------------------|---------------------------|--------------------|
+| `"digits"`  | scikit-learn's bundled 8x8 digits        | 0-4                       | 5-9                |
+| `"glyphs"`  | characters rendered from fonts           | `load_glyphs`' train      | its test           |
+| `"cars196"` | TFDS `cars196` (its train + test images) | 1-98                      | 99-196             |
+| `"cub200"`  | TFDS `caltech_birds2011` (train + test)  | 1-100                     | 101-200            |
+| `"sop"`     | TFDS `stanford_online_products`          | `Ebay_train`              | `Ebay_test`        |
+| a folder    | `root/<class name>/<image files>`        | all, or 1 - test_fraction | `test_fraction`    |
 
 `"val"` is `val_fraction` of the training classes (`split_classes` with `val_seed`),
 and `"train"` with `val_fraction > 0` is the rest: hyperparameters are chosen on
@@ -39,7 +39,7 @@ from typing import Callable
 import tensorflow as tf
 
 from keras_dml import checks
-from keras_dml.data import augment
+from keras_dml.data import augment, folders, tfds_datasets
 from keras_dml.data.splits import select_classes, split_classes
 
 SPLITS = ("train", "val", "test")
@@ -79,11 +79,14 @@ class DatasetInfo:
     input_kind: str
     input_scale: float
     options: tuple
-    loader: Callable = dataclasses.field(repr=False)  # (split, image_size, **options) -> Loaded
+    loader: Callable = dataclasses.field(repr=False)  # (split, **options) -> Loaded; pixels also get image_size
     class_names_of: Callable = dataclasses.field(default=None, repr=False)  # (split, **options) -> names
     fixed_size: int = None
     channels: int = 3
     splits: tuple = SPLITS
+
+    def __post_init__(self):
+        checks.one_of(self.input_kind, "input_kind", INPUT_KINDS)
 
     def load(self, split="train", *, image_size=None, val_fraction=0.0, val_seed=0, return_paths=False,
              **options):
@@ -108,14 +111,18 @@ class DatasetInfo:
             return loaded.dataset, len(loaded.class_names), loaded.files.paths
         return loaded.dataset, len(loaded.class_names)
 
-    def class_splits(self, *, val_fraction=0.0, val_seed=0, image_size=None, **options):
+    def class_splits(self, *, image_size=None, val_fraction=0.0, val_seed=0, **options):
         """`{"train": names, "val": names, "test": names}`: the classes of each split (label i is names[i]).
 
         What a run records to say which classes it trained, tuned and tested on. For
-        folders the names are the class folders; for TFDS datasets their TFDS label ids.
+        folders the names are the class folders (no image is read); for TFDS datasets
+        their TFDS label ids; for glyphs the characters or font files. Takes `load`'s
+        arguments.
         """
         options = self._options(options)
-        base = {split: self._class_names(split, options, image_size) for split in ("train", "test")}
+        if self.input_kind == "pixels":
+            options["image_size"] = self._size(image_size)
+        base = {split: self._class_names(split, options) for split in ("train", "test")}
         train, val = split_classes(base["train"], val_fraction, val_seed, name="val_fraction")
         return {"train": train, "val": val, "test": base["test"]}
 
@@ -167,22 +174,18 @@ class DatasetInfo:
         chosen = val if split == "val" else train
         class_names = [loaded.class_names[c] for c in chosen]
         if loaded.files is not None:  # select the files before any is read
-            from keras_dml.data import folders
-
             files = folders.select_files(loaded.files, chosen)
             return Loaded(dataset=folders.read_files(files), class_names=class_names, files=files)
         return Loaded(dataset=select_classes(loaded.dataset, chosen, len(loaded.class_names)),
                       class_names=class_names)
 
-    def _class_names(self, split, options, image_size=None):
+    def _class_names(self, split, options):
         if self.class_names_of is not None:
             return self.class_names_of(split, **options)
-        if self.input_kind == "pixels":
-            options = {**options, "image_size": self._size(image_size)}
         return self.loader(split, **options).class_names
 
-    def _options(self, options, drop=()):
-        options = {k: v for k, v in options.items() if v is not None and k not in drop}
+    def _options(self, options):
+        options = {k: v for k, v in options.items() if v is not None}
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an option of dataset {self.name!r}; "
@@ -203,46 +206,35 @@ class DatasetInfo:
 # --- the registered datasets ----------------------------------------------------------------
 
 
-def _arrays(images, labels):
-    return Loaded(dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
-                  class_names=[str(c) for c in range(int(labels.max()) + 1)])
-
-
 def _load_digits(split, image_size):
     from keras_dml.data.digits import CLASSES, load_digits
 
-    images, labels = load_digits(split)
-    loaded = _arrays(images, labels)
-    return dataclasses.replace(loaded, class_names=[str(c) for c in CLASSES[split]])
+    return Loaded(dataset=tf.data.Dataset.from_tensor_slices(load_digits(split)),
+                  class_names=[str(c) for c in CLASSES[split]])
 
 
-def _load_glyphs(split, image_size, **options):
+def _load_glyphs(split, image_size, render_seed=None, **options):
     from keras_dml.data.glyphs import load_glyphs  # another module's, imported when used
 
-    return _arrays(*load_glyphs(split, image_size=image_size, **options))
-
-
-def _load_tfds(name):
-    def load(split, **options):
-        from keras_dml.data.tfds_datasets import load_tfds
-
-        dataset, num_classes = load_tfds(name, split, **options)
-        return Loaded(dataset=dataset, class_names=_tfds_class_names(name, split))
-
-    return load
-
-
-def _tfds_class_names(name, split, **options):
-    from keras_dml.data.tfds_datasets import TFDS_DATASETS
-
-    _, first, end = TFDS_DATASETS[name].classes[split]
-    return [str(label) for label in range(first, end)]
+    if render_seed is not None:
+        options["seed"] = render_seed
+    images, labels, metadata = load_glyphs(split, image_size=image_size, return_metadata=True, **options)
+    names = metadata["font" if options.get("by") == "font" else "character"]
+    return Loaded(dataset=tf.data.Dataset.from_tensor_slices((images, labels)),
+                  class_names=sorted(set(names.tolist())))  # load_glyphs numbers classes in name order
 
 
 def _tfds_info(name, source):
+    def class_names(split, **options):  # TFDS label ids
+        _, first, end = tfds_datasets.TFDS_DATASETS[name].classes[split]
+        return [str(label) for label in range(first, end)]
+
+    def load(split, **options):
+        dataset, _ = tfds_datasets.load_tfds(name, split, **options)
+        return Loaded(dataset=dataset, class_names=class_names(split))
+
     return DatasetInfo(name=name, source=source, input_kind="encoded image", input_scale=1.0,
-                       options=("data_dir", "manual_dir", "download"), loader=_load_tfds(name),
-                       class_names_of=lambda split, **options: _tfds_class_names(name, split))
+                       options=("data_dir", "manual_dir", "download"), loader=load, class_names_of=class_names)
 
 
 DATASET_INFOS = {
@@ -252,7 +244,8 @@ DATASET_INFOS = {
     ),
     "glyphs": DatasetInfo(
         name="glyphs", source="characters rendered from fonts (keras_dml.data.glyphs.load_glyphs)",
-        input_kind="pixels", input_scale=1 / 255, options=("by", "fonts", "renders", "seed"),
+        input_kind="pixels", input_scale=1 / 255,
+        options=("by", "fonts", "renders", "render_seed", "characters", "cache_dir"),
         loader=_load_glyphs, channels=1,
     ),
     "cars196": _tfds_info("cars196", "TFDS cars196, its train + test images; classes 1-98 / 99-196"),
@@ -264,7 +257,6 @@ DATASETS = tuple(DATASET_INFOS)
 
 def folder_info(path):
     """The `DatasetInfo` of an image folder `path/<class name>/<image files>`."""
-    from keras_dml.data import folders
 
     def load(split, **options):
         files = folders.list_image_folder(path, split, **options)
@@ -291,18 +283,28 @@ def get_dataset(name):
     )
 
 
-def load_dataset(name, split="train", **options):
-    """`(dataset, num_classes)` of one class split: `get_dataset(name).load(split, **options)`.
+def load_dataset(name, split="train", *, data_dir=None, manual_dir=None, download=False, test_fraction=0.0,
+                 seed=0, on_corrupt="warn", **options):
+    """`(dataset, num_classes)` of one class split: `get_dataset(name).load(split, ...)`.
 
     Args:
         name: `"digits"`, `"glyphs"`, `"cars196"`, `"cub200"`, `"sop"`, or the path of an
             image folder.
         split: `"train"`, `"val"` (with `val_fraction`) or `"test"`.
-        **options: `DatasetInfo.load`'s: `data_dir`, `manual_dir`, `download` (TFDS);
-            `test_fraction`, `seed`, `on_corrupt`, `return_paths` (folders);
-            `val_fraction`, `val_seed`, `image_size` (all).
+        data_dir, manual_dir, download: where TFDS datasets are prepared and their
+            archives found (see `DatasetInfo`); ignored by the other datasets.
+        test_fraction, seed, on_corrupt: an image folder's class split and corrupt-file
+            policy (see `load_image_folder`); a registered dataset has a fixed test split,
+            so `test_fraction` must be 0 for it, and ignores `seed` and `on_corrupt`.
+        **options: the rest of `DatasetInfo.load`'s (`val_fraction`, `val_seed`,
+            `image_size`, `return_paths`, glyphs' options).
     """
-    return get_dataset(name).load(split, **options)
+    info = get_dataset(name)
+    given = {"data_dir": data_dir, "manual_dir": manual_dir, "download": download or None,
+             "test_fraction": test_fraction, "seed": seed, "on_corrupt": on_corrupt}
+    if test_fraction and "test_fraction" not in info.options:
+        raise ValueError(f"test_fraction applies to image folders only; {info.name!r} has a fixed class split.")
+    return info.load(split, **{k: v for k, v in given.items() if k in info.options}, **options)
 
 
 def _looks_like_path(name):

@@ -148,7 +148,11 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
 
 
 def font_files(fonts=None):
-    """The font files `fonts` names (see `load_glyphs`), sorted, as absolute paths."""
+    """The font files `fonts` names (see `load_glyphs`) as absolute paths, sorted by file name.
+
+    A font is named by its file name, so of several files with one name (matplotlib's
+    DejaVuSans.ttf and the system's) the first found stays.
+    """
     import matplotlib
 
     bundled = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
@@ -164,20 +168,21 @@ def font_files(fonts=None):
         sources = list(fonts)
     if not sources:
         raise ValueError("fonts must name at least one font file or folder; got an empty fonts list.")
-    paths = set()
+    paths = {}  # file name -> path: a font is named by its file, so the first of a name stays
     for source in sources:
         source = os.path.abspath(os.path.expanduser(os.fspath(source)))
         if os.path.isdir(source):
-            found = [os.path.join(root, name) for root, _, names in os.walk(source) for name in names
-                     if name.lower().endswith(FONT_EXTENSIONS)]
+            found = sorted(os.path.join(root, name) for root, _, names in os.walk(source) for name in names
+                           if name.lower().endswith(FONT_EXTENSIONS))
             if not found:
                 raise ValueError(f"fonts: the folder {source} holds no font files ({', '.join(FONT_EXTENSIONS)}).")
-            paths.update(found)
         elif os.path.isfile(source):
-            paths.add(source)
+            found = [source]
         else:
             raise ValueError(f"fonts: {source} is neither a font file nor a folder.")
-    return sorted(paths)
+        for path in found:
+            paths.setdefault(os.path.basename(path), path)
+    return sorted(paths.values(), key=os.path.basename)
 
 
 def _check_characters(characters):

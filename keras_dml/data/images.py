@@ -46,32 +46,49 @@ def read_image(path):
         raise ValueError(f"Cannot read image file {path}: {_reason(error)}") from None
 
 
+# Files this process has decoded without error, by path: (size, modification time) then.
+_DECODED = {}
+
+
 def find_corrupt(paths):
     """`{path: reason}` of the files in `paths` that `decode_image` cannot decode.
 
-    Every file is read and decoded once, in parallel inside `tf.data`; a path that is not
-    a regular file (a folder, a dangling link) is corrupt too.
+    Every file is read and decoded in parallel inside `tf.data`, once per process: a file
+    that decoded and has not changed since (same size and modification time) is not
+    decoded again. A path that is not a regular file (missing, a folder, a dangling link)
+    is corrupt too.
     """
     paths = [os.fspath(p) for p in paths]
-    corrupt = {p: "not a regular file (a folder or a dangling link)" for p in paths if not os.path.isfile(p)}
-    candidates = [p for p in paths if p not in corrupt]
+    corrupt, candidates = {}, []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stat = None
+        if stat is None or not os.path.isfile(path):
+            corrupt[path] = "not a regular file (missing, a folder, or a dangling link)"
+        elif _DECODED.get(path) != (stat.st_size, stat.st_mtime_ns):
+            candidates.append((path, (stat.st_size, stat.st_mtime_ns)))
     if candidates:
-        decoded = tf.data.Dataset.from_tensor_slices(candidates).enumerate().map(
+        decoded = tf.data.Dataset.from_tensor_slices([path for path, _ in candidates]).enumerate().map(
             lambda index, path: (index, tf.shape(decode_image(tf.io.read_file(path)))),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         good = {int(index) for index, _ in decoded.ignore_errors().as_numpy_iterator()}
-        for index, path in enumerate(candidates):
-            if index not in good:
-                try:  # decode it again, alone, for the decoder's reason
-                    read_image(path)
-                    corrupt[path] = "failed to decode"
-                except ValueError as error:
-                    corrupt[path] = str(error).split(": ", 1)[-1]
+        for index, (path, signature) in enumerate(candidates):
+            if index in good:
+                _DECODED[path] = signature
+                continue
+            try:  # decode it again, alone, for the decoder's reason
+                decode_image(tf.io.read_file(path))
+                corrupt[path] = "failed to decode"
+            except (tf.errors.OpError, OSError) as error:
+                corrupt[path] = _reason(error)
     return {p: corrupt[p] for p in paths if p in corrupt}
 
 
 def _reason(error):
-    message = getattr(error, "message", None) or str(error)
-    return message.split("}}")[-1].strip().splitlines()[0] if message else type(error).__name__
+    """The decoder's words, without TensorFlow's op and function names."""
+    message = (getattr(error, "message", None) or str(error)).split("}}")[-1].split(" [Op:")[0].strip()
+    return message.splitlines()[0] if message else type(error).__name__
 

@@ -21,7 +21,7 @@ Example:
 >>> from keras_dml.training import RunDir
 >>> run = RunDir("runs/demo")  # doctest: +SKIP
 >>> run.metrics()["map_at_r"], run.dataset()["pixel_scale"]  # doctest: +SKIP
-(0.61, 0.0625)
+(0.397, 0.00392156862745098)
 >>> embedder = run.load_embedder("best")  # doctest: +SKIP
 """
 import json
