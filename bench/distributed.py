@@ -102,7 +102,7 @@ def main():
     print(machine())
     print(f"{args.recipe}: {config['backbone']} {config['embedding_dim']}-d, global batch {batch} "
           f"(P={args.classes_per_batch} x K={args.samples_per_class}), XLA on, {args.steps} steps x "
-          f"{args.epochs - 1} timed epochs (median), seed {config['seed']}")
+          f"{args.epochs - 1} timed epochs (median), seed {config.get('seed', 0)}")
     print(f"{'set-up':<32} {'steps/s':>9} {'vs 1 process':>12} {'gather bytes/step/replica':>26}")
     base = None
     with tempfile.TemporaryDirectory() as root:

@@ -13,6 +13,7 @@ On several replicas or workers (`strategy`), training runs in keras_dml's own lo
 With `warmup_epochs > 0` the backbone is frozen for the first epochs: the head and the
 criterion's proxies train, the backbone keeps its pretrained weights.
 """
+import contextlib
 import shutil
 import signal
 import sys
@@ -169,7 +170,8 @@ def _fit(config, description, run, model, strategy, jit_compile, callbacks, verb
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
     evaluation.set_model(model)  # also when a resume had no epoch left to fit
-    metrics = evaluation.evaluate()
+    with loop.local_predict(model) if loop.is_distributed(strategy) else contextlib.nullcontext():
+        metrics = evaluation.evaluate()
     run.finish(model, metrics)
     return model, metrics
 

@@ -31,6 +31,7 @@ Example (a compiled `MetricModel` built under `strategy.scope()`):
 >>> from keras_dml.training import loop
 >>> history = loop.fit(model, strategy, batches, epochs=2, steps_per_epoch=10)  # doctest: +SKIP
 """
+import contextlib
 import shutil
 import tempfile
 
@@ -70,31 +71,47 @@ def fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch=0, call
     `(x, labels)` global batches, the same stream on every worker. Returns the `History`.
     """
     step = _train_step(model, strategy, jit_compile)
-    model.predict_function = _local_predict_function(model)
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     callback_list = keras.callbacks.CallbackList(
         [*callbacks, keras.callbacks.TerminateOnNaN()], add_history=True,
         add_progbar=bool(verbose) and is_chief(strategy), model=model, verbose=verbose, epochs=epochs,
         steps=steps_per_epoch)
     model.stop_training = False
-    callback_list.on_train_begin()
-    logs = {}
-    for epoch in range(initial_epoch, epochs):
-        callback_list.on_epoch_begin(epoch)
-        total = 0.0
-        for batch in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(batch)
-            total += float(step(next(iterator)))
-            logs = {"loss": total / (batch + 1)}
-            callback_list.on_train_batch_end(batch, logs)
+    with local_predict(model):
+        callback_list.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            total = 0.0
+            for batch in range(steps_per_epoch):
+                callback_list.on_train_batch_begin(batch)
+                total += float(step(next(iterator)))
+                logs = {"loss": total / (batch + 1)}
+                callback_list.on_train_batch_end(batch, logs)
+                if model.stop_training:
+                    break
+            logs = dict(logs)
+            callback_list.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
-        logs = dict(logs)
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end(logs)
+        callback_list.on_train_end(logs)
     return model.history
+
+
+@contextlib.contextmanager
+def local_predict(model):
+    """Within it, `model.predict_on_batch(x)` embeds `x` on this process's copy of the weights.
+
+    Under a strategy Keras's own sends the whole batch to every replica and
+    concatenates the outputs (twice the rows on 2 replicas); evaluation needs none of
+    that: each worker embeds the evaluation set itself.
+    """
+    forward = tf.function(lambda x: model(x, training=False))
+    model.predict_function = lambda data: forward(data[0][0])  # Keras calls it with [(x,)]
+    try:
+        yield
+    finally:
+        model.predict_function = None  # Keras makes its own again on the next predict
 
 
 def _train_step(model, strategy, jit_compile):
@@ -105,13 +122,13 @@ def _train_step(model, strategy, jit_compile):
     @tf.function(jit_compile=jit_compile)
     def embed(x):
         embeddings = embedder(x, training=True)
-        return embeddings, sum((tf.reduce_sum(extra) for extra in embedder.losses), tf.constant(0.0))
+        return embeddings, _total(embedder.losses)
 
     @tf.function(jit_compile=jit_compile)
     def criterion_loss(labels, embeddings):
         with distributed.gathered_by_caller():
             loss = criterion(labels, embeddings)
-        return loss + sum((tf.reduce_sum(extra) for extra in getattr(criterion, "losses", ())), 0.0) / replicas
+        return loss + _total(getattr(criterion, "losses", ())) / replicas
 
     def replica_step(x, labels):
         context = tf.distribute.get_replica_context()
@@ -119,7 +136,7 @@ def _train_step(model, strategy, jit_compile):
             embeddings, regularisation = embed(x)
             if replicas > 1:
                 labels, embeddings = distributed.global_batch(context, labels, embeddings)
-            loss = criterion_loss(labels, embeddings) + tf.cast(regularisation, "float32") / replicas
+            loss = criterion_loss(labels, embeddings) + regularisation / replicas
             scaled = optimizer.scale_loss(loss)
         variables = model.trainable_variables
         optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -133,12 +150,7 @@ def _train_step(model, strategy, jit_compile):
     return step
 
 
-def _local_predict_function(model):
-    """`model.predict_on_batch`'s function, on this process's copy of the weights.
 
-    Under a strategy Keras's own sends the whole batch to every replica and
-    concatenates the outputs (twice the rows on 2 replicas); evaluation needs none of
-    that: each worker embeds the evaluation set itself.
-    """
-    forward = tf.function(lambda x: model(x, training=False))
-    return lambda data: forward(data[0][0])
+def _total(losses):
+    """The float32 sum of a layer's regularisation losses (0 for none)."""
+    return tf.add_n([tf.constant(0.0)] + [tf.cast(tf.reduce_sum(loss), "float32") for loss in losses])
