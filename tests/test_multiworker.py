@@ -70,7 +70,7 @@ def free_ports(count):
 
 def start(config, run_dir, resume=False, kill_after=-1, **env):
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                   **env}
+                   "TMPDIR": str(Path(run_dir).parent), **env}  # where the other workers write their copies
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(SCRIPT), json.dumps(config), str(run_dir), str(int(resume)),
          str(kill_after)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -123,6 +123,7 @@ def test_two_workers_match_one_process(runs):
     assert json.loads((root / "workers" / "metrics.json").read_text()) == chief["metrics"]
     assert [h["epoch"] for h in map(json.loads, (root / "workers" / "history.jsonl").read_text().splitlines())] \
         == [1, 2]
+    assert not list(root.glob("keras-dml-worker-*"))  # worker 1's own copy, deleted at the end
 
 
 def test_two_logical_cpus_match_one_device(runs):
