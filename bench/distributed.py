@@ -1,150 +1,117 @@
-"""Training steps per second with MirroredStrategy on 1 vs R replicas, global-batch loss.
+"""Training steps per second: one process (`model.fit`) vs 2 worker processes on localhost
+(`MultiWorkerMirroredStrategy`, keras_dml's loop), and the gather's bytes per step.
 
-Workload: an MLP embedder (input -> hidden -> hidden -> embedding, ReLU) trained by
-`model.fit` on class-balanced batches of synthetic features (`keras_dml.data.class_balanced`,
-`P` classes x `K` samples, class-contiguous so each replica gets whole classes), with a
-keras_dml loss gathering the global batch (`cross_replica=True`). The global batch stays
-the same for every replica count, so R replicas each compute 1/R of the embedder.
+Workload: `keras_dml.training.train` on a digits recipe (mlp backbone, sklearn's digits:
+nothing to download), XLA on in both, the same global batches `P x K`. Each run times
+the steps of its epochs after the first (which traces and compiles), from the end of
+one step to the end of the last, and reports the median epoch. Evaluation at the end
+of each epoch is not timed.
 
-Each replica count runs in its own process: on GPUs it uses the first R GPUs (or, with
-fewer GPUs than R, splits GPU 0 into R logical GPUs, which only shows that the script
-runs); without GPUs it splits the CPU into R logical devices, which share the same
-cores, so no speed-up is expected there.
+On one machine the 2 workers share its cores and talk over loopback, so no speed-up is
+expected there: the figure is the loop's overhead (the gather, the gradient
+all-reduce, one process per worker). See docs/distributed.md for the scaling to expect
+on real hardware.
 
-    python bench/distributed.py --replicas 1 2 --classes-per-batch 32 --samples-per-class 4
+    python bench/distributed.py --epochs 3 --steps 20
 """
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
-import time
+import tempfile
+import textwrap
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-LOSSES = ("triplet", "potential_field")
+SCRIPT = """
+import json, statistics, sys, time
+import keras
+from keras_dml import training
+
+config, run_dir = json.loads(sys.argv[1]), sys.argv[2]
+epochs = []
 
 
-def set_up_devices(replicas):
-    """`replicas` devices for MirroredStrategy; must run before TensorFlow starts its devices."""
-    import tensorflow as tf
+class StepTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        epochs.append([])
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus and len(gpus) < replicas:
-        tf.config.set_logical_device_configuration(
-            gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=8192)] * replicas
-        )
-    elif not gpus:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
-    kind = "GPU" if gpus else "CPU"
-    return [device.name for device in tf.config.list_logical_devices(kind)][:replicas]
+    def on_train_batch_end(self, batch, logs=None):
+        epochs[-1].append(time.perf_counter())
 
 
-def run_one(args):
-    """Time `model.fit` on `args.worker` replicas; print one JSON line."""
-    devices = set_up_devices(args.worker)
-    import keras
-    import numpy as np
-    import tensorflow as tf
+training.train(config, run_dir, callbacks=[StepTimer()], verbose=0)
+rates = [(len(ends) - 1) / (ends[-1] - ends[0]) for ends in epochs[1:]]
+print("RESULT " + json.dumps({"steps_per_second": statistics.median(rates)}))
+"""
 
-    from keras_dml import losses, models
-    from keras_dml.data import class_balanced
 
-    rng = np.random.default_rng(args.seed)
-    centres = rng.normal(size=(args.classes, args.input_dim)).astype("float32")
-    labels = np.repeat(np.arange(args.classes), 20).astype("int32")
-    features = centres[labels] + rng.normal(size=(len(labels), args.input_dim)).astype("float32")
-    batches = class_balanced(
-        tf.data.Dataset.from_tensor_slices((features, labels)),
-        args.classes_per_batch, args.samples_per_class, seed=args.seed,
-    ).prefetch(4)
+def gather_bytes(global_batch, embedding_dim, replicas):
+    """Bytes one replica receives per step: the other replicas' float32 embeddings and
+    int32 labels, and their slice sizes (int32)."""
+    received = global_batch * (replicas - 1) // replicas
+    return received * (embedding_dim * 4 + 4) + (replicas - 1) * 4
 
-    strategy = tf.distribute.MirroredStrategy(devices)
-    with strategy.scope():
-        keras.utils.set_random_seed(args.seed)
-        embedder = keras.Sequential(
-            [keras.Input((args.input_dim,))]
-            + [keras.layers.Dense(args.hidden_dim, activation="relu") for _ in range(2)]
-            + [keras.layers.Dense(args.embedding_dim)]
-        )
-        if args.loss == "triplet":
-            criterion = losses.TripletLoss(positive="easy", negative="semihard")
-        else:
-            criterion = losses.PotentialFieldLoss(args.classes, args.embedding_dim, proxies_per_class=2)
-        criterion.cross_replica = args.cross_replica
-        model = models.MetricModel(embedder, criterion)
-        model.compile(optimizer=keras.optimizers.Adam(1e-4))
 
-    epoch_seconds = []
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.start)
-
-    history = model.fit(
-        batches, steps_per_epoch=args.steps, epochs=args.repeats + 1, verbose=0, callbacks=[EpochTimer()]
-    )
-    timed = sorted(epoch_seconds[1:])  # the first epoch traces the step
-    print(json.dumps({
-        "replicas": strategy.num_replicas_in_sync,
-        "devices": devices,
-        "steps_per_second": args.steps / timed[len(timed) // 2],
-        "final_loss": history.history["loss"][-1],
-    }))
+def run(config, run_dir, workers):
+    """`steps_per_second` of each process of one run."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+                   "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    if workers > 1:
+        sockets = [socket.socket() for _ in range(workers)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        addresses = [f"localhost:{s.getsockname()[1]}" for s in sockets]
+        for s in sockets:
+            s.close()
+        environments = [{**environment, "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})} for i in range(workers)]
+        config = {**config, "strategy": "multiworker"}
+    else:
+        environments = [environment]
+    processes = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT), json.dumps(config), run_dir],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for env in environments]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate()
+        if process.returncode:
+            raise RuntimeError(stderr[-2000:])
+        results.append(json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:]))
+    return [r["steps_per_second"] for r in results]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicas", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--loss", choices=LOSSES, default="triplet")
-    parser.add_argument("--classes", type=int, default=256)
-    parser.add_argument("--classes-per-batch", type=int, default=32, help="P (a multiple of every replica count)")
-    parser.add_argument("--samples-per-class", type=int, default=4, help="K")
-    parser.add_argument("--input-dim", type=int, default=512)
-    parser.add_argument("--hidden-dim", type=int, default=1024)
-    parser.add_argument("--embedding-dim", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs (median reported)")
-    parser.add_argument("--cross-replica", action=argparse.BooleanOptionalAction, default=True,
-                        help="gather the global batch (default) or mine within each replica's slice")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: one replica count
+    parser.add_argument("--recipe", default="digits-triplet-easy")
+    parser.add_argument("--classes-per-batch", type=int, default=4, help="P (a multiple of the workers)")
+    parser.add_argument("--samples-per-class", type=int, default=16, help="K")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs; all but the first are timed")
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch")
     args = parser.parse_args()
-    if args.worker:
-        return run_one(args)
 
     from bench.common import machine
+    from keras_dml import training
 
-    for replicas in args.replicas:
-        if args.classes_per_batch % replicas:
-            parser.error(f"--classes-per-batch {args.classes_per_batch} is not a multiple of {replicas} replicas")
+    config = {**training.get_recipe(args.recipe), "classes_per_batch": args.classes_per_batch,
+              "samples_per_class": args.samples_per_class, "epochs": args.epochs,
+              "steps_per_epoch": args.steps, "jit_compile": True}
     batch = args.classes_per_batch * args.samples_per_class
     print(machine())
-    print(
-        f"loss {args.loss}, global batch {batch} (P={args.classes_per_batch} x K={args.samples_per_class}), "
-        f"MLP {args.input_dim}-{args.hidden_dim}-{args.hidden_dim}-{args.embedding_dim}, "
-        f"cross_replica={args.cross_replica}, {args.steps} steps x {args.repeats} timed epochs, seed {args.seed}"
-    )
-    print(f"{'replicas':>8} {'per replica':>11} {'steps/s':>9} {'samples/s':>10} {'speed-up':>8}  devices")
+    print(f"{args.recipe}: {config['backbone']} {config['embedding_dim']}-d, global batch {batch} "
+          f"(P={args.classes_per_batch} x K={args.samples_per_class}), XLA on, {args.steps} steps x "
+          f"{args.epochs - 1} timed epochs (median), seed {config.get('seed', 0)}")
+    print(f"{'set-up':<32} {'steps/s':>9} {'vs 1 process':>12} {'gather bytes/step/replica':>26}")
     base = None
-    for replicas in args.replicas:
-        command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--worker", str(replicas)]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"{replicas:>8} failed: {result.stderr[-1500:]}")
-            continue
-        row = json.loads(result.stdout.strip().splitlines()[-1])
-        base = base or row["steps_per_second"]
-        print(
-            f"{row['replicas']:>8} {batch // replicas:>11} {row['steps_per_second']:>9.2f} "
-            f"{row['steps_per_second'] * batch:>10.0f} {row['steps_per_second'] / base:>7.2f}x  "
-            f"{', '.join(d.split('device:')[-1] for d in row['devices'])}"
-        )
+    with tempfile.TemporaryDirectory() as root:
+        for workers, name in ((1, "1 process, model.fit"), (2, "2 workers on localhost, loop")):
+            rates = run(config, os.path.join(root, str(workers)), workers)
+            rate = min(rates)  # the workers step together; the slowest report is the run's
+            base = base or rate
+            print(f"{name:<32} {rate:>9.2f} {rate / base:>11.2f}x "
+                  f"{gather_bytes(batch, config['embedding_dim'], workers):>26,}")
 
 
 if __name__ == "__main__":

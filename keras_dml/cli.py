@@ -87,7 +87,8 @@ def _train(args):
     run_dir = Path(args.run_dir or Path("runs") / (args.recipe or "run"))
     config = _config(args.recipe, args.set, run_dir if args.resume else None)
     _, metrics = training.train(config, run_dir, resume=args.resume, verbose=_verbosity())
-    _print_summary(run_dir)
+    if training.RunDir(run_dir).is_finished():  # a worker other than the chief may end before the chief writes it
+        _print_summary(run_dir)
     return 0
 
 

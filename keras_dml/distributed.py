@@ -32,6 +32,8 @@ Example (two GPUs, or two logical CPUs set up with
 ...     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
 ...     model.compile(optimizer="adam", loss=keras_dml.losses.TripletLoss())
 """
+import contextlib
+
 import keras
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -43,8 +45,11 @@ def make_strategy(name="default"):
     - `"default"`: TensorFlow's default strategy (one device);
     - `"mirrored"`: `MirroredStrategy` over every local GPU (the CPU when there is none);
     - `"multiworker"`: `MultiWorkerMirroredStrategy`; the cluster comes from the
-      `TF_CONFIG` environment variable of each worker (see docs/distributed.md).
+      `TF_CONFIG` environment variable of each worker (see docs/distributed.md). Create
+      it before any other TensorFlow operation runs.
     """
+    import os
+
     import tensorflow as tf
 
     if name == "default":
@@ -52,6 +57,9 @@ def make_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("strategy='multiworker' reads its cluster from the TF_CONFIG environment variable, "
+                             "which is not set: see docs/distributed.md for the launch.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
 
@@ -84,9 +92,29 @@ def replica_loss(compute, labels, embeddings, cross_replica=True):
     context = replica_context()
     if context is None:
         return compute(labels, embeddings)
-    if cross_replica:
+    if cross_replica and not _gathered_by_caller:
         labels, embeddings = global_batch(context, labels, embeddings)
     return compute(labels, embeddings) / context.num_replicas_in_sync
+
+
+_gathered_by_caller = False
+
+
+@contextlib.contextmanager
+def gathered_by_caller():
+    """Within it, losses take their input as the global batch already gathered by `global_batch`.
+
+    For a training loop that compiles the loss with XLA apart from the gather (XLA
+    cannot compile a collective on CPU): `replica_loss` then returns `L / R` on the
+    batch it is given. A process-wide switch, not a thread-local one, because
+    `MirroredStrategy` traces each replica's step in its own thread.
+    """
+    global _gathered_by_caller
+    previous, _gathered_by_caller = _gathered_by_caller, True
+    try:
+        yield
+    finally:
+        _gathered_by_caller = previous
 
 
 def built_labels(labels):
@@ -122,9 +150,14 @@ def global_batch(context, labels, embeddings):
     def times_replicas_gradient(x):
         return tf.identity(x), lambda upstream: upstream * replicas
 
-    sizes = context.all_gather(tf.shape(labels)[:1], axis=0)
+    local_devices = context.strategy.extended.worker_devices  # this worker's, one per local replica
+    # a collective needs placed inputs (MultiWorkerMirroredStrategy leaves a replica's ops unplaced)
+    replica = int(tf.get_static_value(context.replica_id_in_sync_group))
+    with tf.device(local_devices[replica % len(local_devices)]):
+        labels, local = tf.identity(labels), tf.stop_gradient(embeddings)
+        sizes = context.all_gather(tf.shape(labels)[:1], axis=0)
+        all_labels, constant = context.all_gather([labels, local], axis=0)
     start = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
-    all_labels, constant = context.all_gather([labels, tf.stop_gradient(embeddings)], axis=0)
     rows = start + tf.range(tf.shape(labels)[0])
     constant.set_shape([all_labels.shape[0], embeddings.shape[1]])  # all_gather loses the static shape
     all_embeddings = tf.tensor_scatter_nd_update(constant, rows[:, None], times_replicas_gradient(embeddings))

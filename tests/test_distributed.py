@@ -90,6 +90,7 @@ def report(**values):
 
 TENSORFLOW_SCRIPT = """
 import tensorflow as tf
+from keras_dml import distributed
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -143,6 +144,25 @@ def replica_step(x, labels):
 values, steps = strategy.run(replica_step, args=slices)
 compare(
     "contrastive_uneven", True, loss, gradients,
+    float(strategy.reduce("SUM", values, axis=None)), [strategy.reduce("SUM", g, axis=None).numpy() for g in steps],
+)
+
+
+# The gather done by the caller (keras_dml's training loop compiles the loss apart from
+# it): the same loss and gradients.
+@tf.function
+def gathered_step(x, labels):
+    context = tf.distribute.get_replica_context()
+    with tf.GradientTape() as tape:
+        all_labels, all_embeddings = distributed.global_batch(context, labels, model(x, training=True))
+        with distributed.gathered_by_caller():
+            value = model.loss(all_labels, all_embeddings)
+    return value, tape.gradient(value, model.trainable_weights)
+
+
+values, steps = strategy.run(gathered_step, args=slices)
+compare(
+    "contrastive_gathered_by_caller", True, loss, gradients,
     float(strategy.reduce("SUM", values, axis=None)), [strategy.reduce("SUM", g, axis=None).numpy() for g in steps],
 )
 """
@@ -199,11 +219,12 @@ def test_mirrored_fit_matches_single_device_on_the_global_batch(two_replica_runs
     cases = {(r["case"], r["cross_replica"]): r for r in results}
     assert set(cases) == {
         ("triplet", True), ("triplet", False), ("contrastive", True), ("contrastive_uneven", True),
+        ("contrastive_gathered_by_caller", True),
         ("potential_field", True), ("potential_field", False), ("pddm", True), ("other_losses", True),
     }
     for (case, cross_replica), r in cases.items():
         # the embedder's kernel and bias, and the criterion's weights where it has some
-        assert r["variables"] == 2 if case in ("triplet", "contrastive", "contrastive_uneven") else r["variables"] > 2
+        assert r["variables"] == 2 if case.startswith(("triplet", "contrastive")) else r["variables"] > 2
         assert np.isfinite(r["replicated_loss"]) and r["gradient_scale"] > 0
         if cross_replica:  # the loss Keras reports and the summed gradients of the step
             np.testing.assert_allclose(r["replicated_loss"], r["loss"], rtol=1e-5, err_msg=case)
@@ -260,8 +281,11 @@ def test_labels_are_still_checked_under_a_strategy_scope():
             losses.TripletLoss()(labels.astype("float32"), x)
 
 
-def test_make_strategy():
+def test_make_strategy(monkeypatch):
     assert distributed.make_strategy("default") is tf.distribute.get_strategy()
     assert distributed.make_strategy("mirrored").num_replicas_in_sync >= 1
     with pytest.raises(ValueError, match="strategy must be one of"):
         distributed.make_strategy("parameter_server")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distributed.make_strategy("multiworker")

@@ -65,7 +65,8 @@ class TrainConfig:
     seed: int = _setting(0, "seed of the weights and the batches")
     jit_compile: object = _setting("auto", "auto, true or false (XLA)", "auto|bool")
     mixed_precision: str = _setting(None, "null, mixed_float16 or mixed_bfloat16", "str")
-    strategy: str = _setting("default", "default or mirrored (tf.distribute; docs/distributed.md)")
+    strategy: str = _setting("default", "default, mirrored or multiworker (tf.distribute; several replicas "
+                                        "train in keras_dml's own loop; docs/distributed.md)")
 
     @classmethod
     def from_dict(cls, values):

@@ -7,9 +7,14 @@ created. A killed run (Ctrl-C, SIGTERM, SIGKILL, a lost machine) resumes with
 P x K stream is a function of the seed, and the finished epochs' batches are skipped.
 A finished run resumed trains nothing.
 
+On several replicas or workers (`strategy`), training runs in keras_dml's own loop,
+`keras_dml.training.loop.fit`, instead of `model.fit`; only the chief writes `run_dir`.
+
 With `warmup_epochs > 0` the backbone is frozen for the first epochs: the head and the
 criterion's proxies train, the backbone keeps its pretrained weights.
 """
+import contextlib
+import shutil
 import signal
 import sys
 
@@ -33,22 +38,19 @@ def build_optimizer(config):
 
 
 def make_strategy(config):
-    """The `tf.distribute` strategy of `config.strategy` and the `jit_compile` to use under it."""
-    from keras_dml import distributed
+    """The `tf.distribute` strategy of `config.strategy` and the `jit_compile` to use under it.
 
-    if config.strategy == "multiworker":
-        raise ValueError(
-            "strategy='multiworker': Keras 3's model.fit fails under MultiWorkerMirroredStrategy "
-            "(it cannot reduce the (x, y) batch); the losses support it in a custom training loop, "
-            "see docs/distributed.md."
-        )
+    A run on several replicas or workers trains in keras_dml's own loop
+    (`keras_dml.training.loop`), which compiles each replica's step pieces with XLA
+    (`jit_compile="auto"` means True there).
+    """
+    from keras_dml import distributed
+    from keras_dml.training import loop
+
     strategy = distributed.make_strategy(config.strategy)
     jit_compile = config.jit_compile
-    if strategy.num_replicas_in_sync > 1:
-        if jit_compile is True:
-            raise ValueError("jit_compile=True fails in Keras's fit on several replicas "
-                             "(keras-team/keras#19005); use jit_compile='auto' or False.")
-        jit_compile = False
+    if loop.is_distributed(strategy):
+        jit_compile = jit_compile in ("auto", True)
         if config.classes_per_batch % strategy.num_replicas_in_sync:
             raise ValueError(
                 f"classes_per_batch={config.classes_per_batch} must be a multiple of the "
@@ -65,13 +67,24 @@ def train(config, run_dir, resume=False, callbacks=(), verbose=1):
     nothing and returns the final model and metrics. `config.mixed_precision` (e.g.
     `"mixed_bfloat16"`) applies to this run only: the global dtype policy is restored.
     """
+    from keras_dml.training import loop
+
     config = TrainConfig.from_dict(config if isinstance(config, dict) else config.to_dict())
+    strategy, jit_compile = make_strategy(config)  # first: a multi-worker strategy must precede other TF ops
     run = RunDir(run_dir)
+    worker_copy = None if loop.is_chief(strategy) else loop.worker_run_dir(run, resume)
+    try:
+        return _train(config, worker_copy or run, resume, strategy, jit_compile, callbacks, verbose)
+    finally:
+        if worker_copy is not None:
+            shutil.rmtree(worker_copy.path, ignore_errors=True)
+
+
+def _train(config, run, resume, strategy, jit_compile, callbacks, verbose):
     _check_run_dir(run, config, resume)
     if run.is_finished():
         print(f"{run.path} is a finished run of {config.epochs} epochs: nothing to train.")
         return run.load_model("final"), run.metrics()
-    strategy, jit_compile = make_strategy(config)
     description = run.dataset() if run.holds_run() else data.describe(config)  # a resume keeps its record
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
@@ -82,7 +95,7 @@ def train(config, run_dir, resume=False, callbacks=(), verbose=1):
             model = _build_model(config, description)
         if not run.holds_run():
             run.create(config.to_dict(), description)
-        return _fit(config, description, run, model, jit_compile, callbacks, verbose)
+        return _fit(config, description, run, model, strategy, jit_compile, callbacks, verbose)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -119,8 +132,9 @@ def _build_model(config, description):
     return model
 
 
-def _fit(config, description, run, model, jit_compile, callbacks, verbose):
+def _fit(config, description, run, model, strategy, jit_compile, callbacks, verbose):
     from keras_dml.evaluation import RetrievalEvaluation
+    from keras_dml.training import loop
 
     run.remove_temporary_files()
     done = run.committed_epoch(config.epochs)
@@ -135,12 +149,17 @@ def _fit(config, description, run, model, jit_compile, callbacks, verbose):
         for first, last, frozen in _phases(config):
             if last < done:
                 continue
-            _start_phase(model, config, jit_compile, backbone_layers, frozen)
+            with strategy.scope():  # the optimizer's variables are mirrored like the model's
+                _start_phase(model, config, jit_compile and not loop.is_distributed(strategy), backbone_layers,
+                             frozen)
             if first < done <= last:
                 run.restore(model, done)
                 print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
             start = max(first, done)
-            if start < last:
+            if start < last and loop.is_distributed(strategy):
+                loop.fit(model, strategy, train_batches.skip(start * steps), initial_epoch=start, epochs=last,
+                         steps_per_epoch=steps, callbacks=all_callbacks, jit_compile=jit_compile, verbose=verbose)
+            elif start < last:
                 model.fit(train_batches.skip(start * steps), initial_epoch=start, epochs=last,
                           steps_per_epoch=steps, callbacks=all_callbacks, shuffle=False, verbose=verbose)
     except KeyboardInterrupt:
@@ -151,7 +170,8 @@ def _fit(config, description, run, model, jit_compile, callbacks, verbose):
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
     evaluation.set_model(model)  # also when a resume had no epoch left to fit
-    metrics = evaluation.evaluate()
+    with loop.local_predict(model) if loop.is_distributed(strategy) else contextlib.nullcontext():
+        metrics = evaluation.evaluate()
     run.finish(model, metrics)
     return model, metrics
 
