@@ -74,8 +74,8 @@ def main(fast=False):
         print(f"| {epoch} | " + " | ".join(f"{curves[name][epoch]:.3f}" for name in CRITERIA) + " |")
     pddm_model = models["PDDMLoss"]
     embeddings = pddm_model.embedder.predict(test_data[0], batch_size=512, verbose=0)
-    reranked = retrieval_metrics(embeddings, test_data[1], k=(1,), pddm=pddm_model.criterion.pddm,
-                                 rerank_top_k=TOP_K)["recall@1"]
+    reranked = retrieval_metrics(embeddings, test_data[1], k=(1,), rerank=pddm_model.criterion.pddm,
+                                 rerank_depth=TOP_K)["recall@1"]
     print(f"\nPDDMLoss embedder: Recall@1 {curves['PDDMLoss'][-1]:.3f} by distance, {reranked:.3f} after "
           f"re-ranking the top {TOP_K} by its PDDM unit.")
     return {"curves": curves, "reranked_recall@1": reranked}

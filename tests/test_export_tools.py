@@ -27,35 +27,41 @@ def _script(name):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A small digits-sized embedder saved as a run directory and exported with the script."""
-    keras.utils.set_random_seed(0)
-    embedder = build_embedder("small_cnn", embedding_dim=16, input_shape=(8, 8, 1))
-    run = tmp_path_factory.mktemp("run")
-    embedder.save(run / "embedder.keras")
-    (run / "metrics.json").write_text(json.dumps({"map_at_r": 0.5}))
+    """A small digits run (a real run directory, one short epoch) exported with the script."""
+    from keras_dml.training import RunDir, train
+
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    config = {"dataset": "digits", "backbone": "small_cnn", "embedding_dim": 16, "image_size": 8,
+              "epochs": 1, "steps_per_epoch": 2, "jit_compile": False}
+    train(config, run, verbose=0)
+    embedder = RunDir(run).load_embedder("best")
     output = run.parent / "exported"
-    _script("export_embedder").main([str(run), "--out", str(output), "--pixel-scale", repr(DIGITS_SCALE)])
+    _script("export_embedder").main([str(run), "--out", str(output)])
     return embedder, run, output
 
 
 def test_export_script_writes_verified_artefacts_with_the_run_metrics(exported, capsys):
+    from keras_dml.training import RunDir
+
     embedder, run, output = exported
     card = json.loads((output / "model_card.json").read_text())
-    assert card["metrics"] == {"map_at_r": 0.5} and card["input"]["dtype"] == "uint8"
-    assert card["pixel_scale"] == DIGITS_SCALE and max(card["verification"]["max_abs_diff"].values()) <= 1e-4
+    assert card["metrics"] == json.loads(json.dumps(RunDir(run).metrics_of("best")))
+    assert card["input"]["dtype"] == "uint8" and card["pixel_scale"] == DIGITS_SCALE  # the scale the run recorded
+    assert max(card["verification"]["max_abs_diff"].values()) <= 1e-4
     assert (output / "embedder.onnx").is_file() and (output / "saved_model" / "saved_model.pb").is_file()
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        _script("export_embedder").main([str(run), "--out", str(output)])
+    capsys.readouterr()
+    assert _script("export_embedder").main([str(run), "--out", str(output)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    before = sorted(p.name for p in run.iterdir())
     for target in (run, run.parent):  # the run directory, or one holding it, is never replaced
-        with pytest.raises(ValueError, match="holds files an export did not write"):
-            _script("export_embedder").main([str(run), "--out", str(target), "--overwrite"])
-    assert sorted(p.name for p in run.iterdir()) == ["embedder.keras", "metrics.json"]
-    _script("export_embedder").main([str(run / "embedder.keras"), "--out", str(output), "--overwrite",
+        assert _script("export_embedder").main([str(run), "--out", str(target), "--overwrite"]) == 2
+        assert "holds files an export did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+    _script("export_embedder").main([str(run / "final.keras"), "--out", str(output), "--overwrite",
                                      "--formats", "onnx", "--float-input"])
     assert "images float32" in capsys.readouterr().out
     assert sorted(p.name for p in output.iterdir()) == ["embedder.onnx", "model_card.json"]
-    _script("export_embedder").main([str(run), "--out", str(output), "--overwrite",
-                                     "--pixel-scale", repr(DIGITS_SCALE)])
+    _script("export_embedder").main([str(run), "--out", str(output), "--overwrite"])
     text = capsys.readouterr().out
     assert f"Exported {embedder.name} to {output}" in text and "parity with Keras" in text
 
@@ -81,8 +87,7 @@ def test_serve_onnx_embeds_a_folder_and_answers_queries(exported, tmp_path):
     result = subprocess.run([*command, "-k", "2", "--json"], capture_output=True, text=True, check=True, env=env)
     answers = {Path(r["query"]).name: r["neighbours"] for r in json.loads(result.stdout)}
     assert len(answers) == 9 and all(len(n) == 2 for n in answers.values())
-    # keras_dml.index computes float32 ||q||^2 + ||g||^2 - 2 q.g, so a zero distance comes out
-    # as up to ~sqrt(1e-7) = 3e-4: identical images are "within 1e-3", not exactly 0.
+    # Identical images: keras_dml.search rechecks near-ties in float64, so their distance is ~0.
     assert Path(answers["img1.png"][0]["path"]).name == "copy_img1.png" and answers["img1.png"][0]["distance"] < 1e-3
     assert Path(answers["copy_img4.png"][0]["path"]).name == "img4.png"
     assert all(Path(n["path"]).name != query for query, ns in answers.items() for n in ns)
