@@ -1,0 +1,91 @@
+"""Evidence for docs/easy_positives.md: easy vs hard vs all positives on glyphs.
+
+`TripletLoss(margin=0.2, positive=..., negative="semihard")` (keras_dml defaults
+otherwise), P x K batches, small CNN, for `positive` in "all", "hard", "easy":
+
+1. `by="character"` (zero-shot: test characters unseen in training): Recall@1 and MAP@R
+   on the test characters.
+2. `by="font"` (a class is a typeface; its characters are the modes inside it):
+   Recall@1 and MAP@R on the test fonts, and mode preservation
+   (`keras_dml.evaluation.mode_preservation`, modes = characters, `k = 2`: with 3
+   renders of each glyph, an image's 2 nearest same-font neighbours are the other two
+   renders of its character when the modes are kept apart; chance is about 2 / (images
+   per font)) on the training fonts (did the loss collapse the classes it trained on?)
+   and on the test fonts (does the structure carry over?).
+
+No hyperparameter is chosen here (every run uses the defaults), so no validation split is
+needed. Seeds `SEEDS`; writes evidence/results/easy_positives.json after every run.
+
+Run:  nice -n 5 python -m evidence.easy_positives
+"""
+import argparse
+
+import numpy as np
+
+import keras_dml
+from evidence import harness
+from keras_dml.evaluation.diagnostics import mode_preservation
+from keras_dml.losses import TripletLoss
+
+POSITIVES = ("all", "hard", "easy")
+SEEDS = (0, 1, 2)
+EPOCHS = 4
+BATCHES = {"character": (16, 4), "font": (8, 8)}  # (P, K): fonts are few, so more samples of each
+MODE_K = 2
+
+
+def font_data():
+    """`(train, test)` of `load_glyphs(by="font")`, each `(images, labels, characters)`."""
+    sets = []
+    for split in ("train", "test"):
+        images, labels, meta = keras_dml.data.load_glyphs(split=split, by="font", return_metadata=True)
+        sets.append((images, labels, np.asarray(meta["character"])))
+    return sets
+
+
+def mode_monitor(train, test):
+    """`measure(embedder)` for `harness.run`: mode preservation on training and test fonts."""
+    def measure(embedder):
+        values = {}
+        for name, (images, labels, characters) in (("train", train), ("test", test)):
+            embeddings = embedder.predict(images, batch_size=512, verbose=0)
+            modes = mode_preservation(embeddings, labels, characters, k=MODE_K)
+            values[f"mode_score_{name}"] = round(modes["score"], 4)
+        return values
+    return measure
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--by", choices=("character", "font", "both"), default="both")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    args = parser.parse_args()
+    payload = {"settings": {"loss": "TripletLoss(margin=0.2, positive=..., negative='semihard')",
+                            "embedder": "small_cnn, 64-d", "optimizer": "Adam 1e-3", "epochs": args.epochs,
+                            "batches (P, K)": BATCHES, "mode_k": MODE_K, "seeds": SEEDS}}
+    for by in ("character", "font") if args.by == "both" else (args.by,):
+        if by == "character":
+            data, measure = harness.load("test"), None
+        else:
+            train, test = font_data()
+            train_labels = np.unique(train[1], return_inverse=True)[1].astype("int32")
+            data, measure = (train[0], train_labels, test[0], test[1]), mode_monitor(train, test)
+            untrained = {"train": mode_preservation(train[0].reshape(len(train[0]), -1), train[1], train[2], k=MODE_K),
+                         "test": mode_preservation(test[0].reshape(len(test[0]), -1), test[1], test[2], k=MODE_K)}
+            payload["font_pixels_mode_score"] = {k: round(v["score"], 4) for k, v in untrained.items()}
+            payload["font_sizes"] = {"train_fonts": int(len(np.unique(train[1]))), "test_fonts": int(len(np.unique(test[1]))),
+                                     "train_images": int(len(train[1])), "test_images": int(len(test[1]))}
+        classes_per_batch, samples_per_class = BATCHES[by]
+        rows = payload.setdefault(f"by_{by}", {})
+        for positive in POSITIVES:
+            runs = [harness.run(lambda c, d, positive=positive: TripletLoss(positive=positive, negative="semihard"),
+                                seed=seed, epochs=args.epochs, data=data, classes_per_batch=classes_per_batch,
+                                samples_per_class=samples_per_class, measure=measure) for seed in SEEDS]
+            keys = [k for k in runs[0]["epochs"][-1] if k not in ("epoch", "loss")]
+            rows[positive] = {"runs": runs, **{k: harness.summary(r["epochs"][-1][k] for r in runs) for k in keys}}
+            print(by, positive, {k: round(rows[positive][k]["mean"], 4) for k in keys}, flush=True)
+            harness.write("easy_positives", payload)
+
+
+if __name__ == "__main__":
+    main()
