@@ -1,0 +1,378 @@
+"""`load_glyphs`: letters, digits, Greek and Cyrillic rendered from real typefaces, split by class.
+
+The embedded default dataset. Each image is one character drawn by one font with a
+light random distortion (shift, rotation, scale, stroke weight), 32x32 grayscale by
+default. Nothing is downloaded: the fonts are those matplotlib ships (DejaVu, STIX,
+Computer Modern), or any font files and folders you pass.
+
+Two tasks come from the same images:
+
+- `by="character"`: a class is a character, its instances are fonts x renders; the
+  test characters are never seen in training (zero-shot, as CUB-200 and Cars196).
+- `by="font"`: a class is a font file (a typeface), its instances are characters x
+  renders; the test fonts are never seen in training, and the regular, bold and italic
+  of one family stay on the same side.
+
+Checks instead of lists of names: a font lacking a character is skipped for it (its
+cmap); a glyph that renders the font's placeholder (`.notdef` box), an almost empty
+image, or the same image as several other characters (a "last resort" font) is left
+out; a font whose glyphs mostly do not look like these characters in other fonts (a
+symbol font with letters in its cmap) is left out; two characters that render the same
+image in one font (Greek Phi and Cyrillic Ef) keep the first one there. Characters that
+look the same in most typefaces across scripts (Latin A, Greek Alpha, Cyrillic A) are
+listed in `CONFUSABLES` and left out, so that no two classes share a glyph.
+
+Renders are cached on disk after the first call (`$KERAS_DML_CACHE/glyphs/<key>.npz`,
+default `~/.cache/keras_dml/glyphs`), keyed by the font files (path, size, mtime), the
+characters and the rendering settings.
+
+Example:
+
+>>> from keras_dml.data import load_glyphs
+>>> images, labels, meta = load_glyphs("test", return_metadata=True)  # doctest: +SKIP
+>>> images.shape[1:], images.dtype, sorted(meta)  # doctest: +SKIP
+((32, 32, 1), dtype('float32'), ['character', 'font'])
+"""
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+import zlib
+
+import numpy as np
+
+from keras_dml import checks
+
+SPLITS = ("train", "test")
+TASKS = ("character", "font")
+FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
+MIN_IMAGE_SIZE = 16
+CACHE_ENV = "KERAS_DML_CACHE"
+RENDER_VERSION = 1  # bump when rendering changes, so that old cache files are not reused
+
+
+def _characters(*ranges):
+    return "".join(chr(c) for first, last in ranges for c in range(first, last + 1))
+
+
+LATIN = _characters((0x41, 0x5A), (0x61, 0x7A))
+DIGITS = "0123456789"
+GREEK = _characters((0x391, 0x3A1), (0x3A3, 0x3A9), (0x3B1, 0x3C9))
+CYRILLIC = _characters((0x410, 0x44F)) + "\u0401\u0451"  # + Yo, yo
+# Non-Latin characters drawn like an earlier character of the default set in most
+# typefaces (Unicode's confusables among these scripts): left out of the default set.
+CONFUSABLES = {
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o",
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
+    "Т": "T", "Х": "X", "З": "3", "Г": "Γ", "П": "Π", "Ф": "Φ",
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x",
+}
+DEFAULT_CHARACTERS = "".join(c for c in LATIN + DIGITS + GREEK + CYRILLIC if c not in CONFUSABLES)
+
+# Where the glyph sits in the supersampled canvas: em size and baseline as fractions of
+# the side, so that capitals, x-height letters, descenders and accents keep their
+# relative size and position (x and X differ).
+EM_SIZE = 0.72
+BASELINE = 0.74
+SUPERSAMPLE = 2
+# Random distortion of each render: shift (fraction of the side), rotation (degrees),
+# scale, and extra stroke width in supersampled pixels.
+MAX_SHIFT = 0.06
+MAX_ROTATION = 8.0
+SCALE_RANGE = (0.9, 1.1)
+STROKE_WIDTHS = (0, 1)
+# Checks on the undistorted render (pixel values in [0, 1]).
+MIN_INK = 3.0  # summed intensity below this: an almost empty image
+SAME_RENDER = 0.01  # relative L1 difference (see _difference) below this: the same image
+MAX_SHARED_RENDER = 2  # more characters than this on one image: a placeholder
+RECOGNITION_RANK = 5  # a glyph is recognised when its character is among the 5 nearest (of ~140)
+MIN_RECOGNIZED = 0.6  # a font with a smaller share of recognised glyphs is a symbol font
+
+
+def load_glyphs(split="train", by="character", image_size=32, fonts=None, renders=3, seed=0,
+                return_metadata=False, characters=None, cache_dir=None):
+    """`(images, labels)` of one class split, or `(images, labels, metadata)`.
+
+    Args:
+        split: `"train"` or `"test"`: about half of the images each, class-disjoint
+            (font families stay on one side); a class's side never depends on `seed`.
+        by: `"character"` (classes are characters, split by character) or `"font"`
+            (classes are font files, split by font family).
+        image_size: side of the square images in pixels, at least 16.
+        fonts: `None` for the fonts matplotlib ships; `"system"` for those plus the
+            machine's font folders; or a font file or folder, or a list of them
+            (`.ttf`, `.otf`, `.ttc`; folders are searched recursively).
+        renders: distorted renders of each glyph of each font, at least 1.
+        seed: seed of the distortions; the same seed gives the same images.
+        return_metadata: also return a dict of per-image arrays: `"character"` (str)
+            and `"font"` (the font file's name).
+        characters: a string of the characters to draw; default `DEFAULT_CHARACTERS`
+            (Latin letters, digits, Greek, Cyrillic, less `CONFUSABLES`).
+        cache_dir: folder of the render cache; default `$KERAS_DML_CACHE/glyphs`, or
+            `~/.cache/keras_dml/glyphs`.
+
+    Returns:
+        images: float32 `(n, image_size, image_size, 1)` in `[0, 1]`, white on black;
+        labels: int32, re-indexed from 0 within the split (in the order of the classes'
+        names); with `return_metadata`, the metadata dict.
+    """
+    checks.one_of(split, "split", SPLITS)
+    checks.one_of(by, "by", TASKS)
+    image_size = checks.positive_int(image_size, "image_size")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE}; got image_size={image_size}.")
+    renders = checks.positive_int(renders, "renders")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got seed={seed!r}.")
+    characters = _check_characters(characters)
+    paths = font_files(fonts)
+
+    data = _rendered(paths, characters, image_size, renders, seed, cache_dir)
+    class_names = data["character"] if by == "character" else data["font"]
+    side_names = data["character"] if by == "character" else data["family"]
+    sides = _test_sides(side_names)
+    keep = sides == (split == "test")
+    if len(np.unique(class_names)) < 2:
+        raise ValueError(f"fonts cover fewer than two classes with by={by!r}; got fonts={fonts!r}.")
+    if not keep.any():
+        raise ValueError(f"fonts leave no {by} in split={split!r}; pass more fonts or characters "
+                         f"(fonts={fonts!r}).")
+    names, labels = np.unique(class_names[keep], return_inverse=True)
+    images = (data["images"][keep].astype(np.float32) / 255.0)[..., None]
+    labels = labels.astype(np.int32).reshape(-1)
+    if not return_metadata:
+        return images, labels
+    return images, labels, {"character": data["character"][keep], "font": data["font"][keep]}
+
+
+def font_files(fonts=None):
+    """The font files `fonts` names (see `load_glyphs`), sorted, as absolute paths."""
+    import matplotlib
+
+    bundled = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+    if fonts is None:
+        sources = [bundled]
+    elif isinstance(fonts, str) and fonts == "system":
+        from matplotlib import font_manager
+
+        sources = [bundled, *font_manager.findSystemFonts(fontext="ttf")]
+    elif isinstance(fonts, str | os.PathLike):
+        sources = [fonts]
+    else:
+        sources = list(fonts)
+    if not sources:
+        raise ValueError("fonts must name at least one font file or folder; got an empty fonts list.")
+    paths = set()
+    for source in sources:
+        source = os.path.abspath(os.path.expanduser(os.fspath(source)))
+        if os.path.isdir(source):
+            found = [os.path.join(root, name) for root, _, names in os.walk(source) for name in names
+                     if name.lower().endswith(FONT_EXTENSIONS)]
+            if not found:
+                raise ValueError(f"fonts: the folder {source} holds no font files ({', '.join(FONT_EXTENSIONS)}).")
+            paths.update(found)
+        elif os.path.isfile(source):
+            paths.add(source)
+        else:
+            raise ValueError(f"fonts: {source} is neither a font file nor a folder.")
+    return sorted(paths)
+
+
+def _check_characters(characters):
+    if characters is None:
+        return DEFAULT_CHARACTERS
+    if not isinstance(characters, str) or len(set(characters)) < 2:
+        raise ValueError(f"characters must be a string of at least two distinct characters; "
+                         f"got characters={characters!r}.")
+    return "".join(dict.fromkeys(characters))  # distinct, in order
+
+
+def _test_sides(groups):
+    """Per item, whether its group (a character, or a font family) is on the test side.
+
+    Groups sorted by a hash of their name go one by one to the side holding fewer items
+    so far: about half of the data on each side, and a group's side depends on the
+    groups present, never on `seed`.
+    """
+    names, counts = np.unique(groups, return_counts=True)
+    order = sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).hexdigest())
+    sizes, test = [0, 0], np.zeros(len(names), bool)
+    for i in order:
+        test[i] = sizes[1] < sizes[0]
+        sizes[int(test[i])] += counts[i]
+    return test[np.searchsorted(names, groups)]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def _cache_path(paths, characters, image_size, renders, seed, cache_dir):
+    if cache_dir is None:
+        root = os.environ.get(CACHE_ENV) or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "keras_dml")
+        cache_dir = os.path.join(root, "glyphs")
+    stats = [(path, os.path.getsize(path), os.path.getmtime(path)) for path in paths]
+    key = json.dumps([RENDER_VERSION, stats, characters, image_size, renders, seed])
+    return os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20] + ".npz")
+
+
+def _rendered(paths, characters, image_size, renders, seed, cache_dir):
+    """Every kept glyph's renders as a dict of arrays, from the cache or rendered now."""
+    path = _cache_path(paths, characters, image_size, renders, seed, cache_dir)
+    if os.path.exists(path):
+        try:
+            with np.load(path) as cached:
+                return {name: cached[name] for name in cached.files}
+        except (OSError, ValueError, zlib.error) as error:
+            warnings.warn(f"Ignoring the unreadable glyph cache {path}: {error}", stacklevel=3)
+    data = _render_all(paths, characters, image_size, renders, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".npz.tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return data
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _render_all(paths, characters, image_size, renders, seed):
+    """Checks every font's glyphs, then draws `renders` distorted images of each kept one."""
+    fonts = []
+    for path in paths:
+        font = _open_font(path, image_size)
+        if font is not None:
+            font["plain"] = _kept_glyphs(font, characters, image_size)
+            fonts.append(font)
+    fonts = _recognized([font for font in fonts if font["plain"]])
+    images, chars, names, families = [], [], [], []
+    for font in fonts:
+        name = os.path.basename(font["path"])
+        for char in font["plain"]:
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode()), ord(char)])
+            images += [_draw(font, char, image_size, rng) for _ in range(renders)]
+            chars += [char] * renders
+            names += [name] * renders
+            families += [font["family"]] * renders
+    return {"images": np.array(images, np.uint8).reshape(-1, image_size, image_size),
+            "character": np.array(chars, str), "font": np.array(names, str), "family": np.array(families, str)}
+
+
+def _open_font(path, image_size):
+    """`{"path", "pil", "ft", "family"}` for a font file, or None (with a warning) when it cannot be read."""
+    from matplotlib import ft2font
+    from PIL import ImageFont
+
+    try:
+        pil = ImageFont.truetype(path, size=round(EM_SIZE * image_size * SUPERSAMPLE))
+        ft = ft2font.FT2Font(path)
+    except Exception as error:  # FreeType raises OSError, RuntimeError or ValueError by version
+        warnings.warn(f"Skipping the font file {path}: it cannot be read ({error}).", stacklevel=5)
+        return None
+    return {"path": path, "pil": pil, "ft": ft, "family": pil.getname()[0] or os.path.basename(path)}
+
+
+def _kept_glyphs(font, characters, image_size):
+    """`{character: undistorted render}` of the glyphs of `font` that pass the checks.
+
+    Left out: characters outside the font's cmap, renders of the font's placeholder or
+    almost empty, renders shared by more than `MAX_SHARED_RENDER` characters (a
+    placeholder), and a character drawn the same as an earlier kept one.
+    """
+    covered = [c for c in characters if font["ft"].get_char_index(ord(c))]
+    if not covered:
+        return {}
+    missing = _draw(font, "\U0010fffd", image_size)  # a private-use codepoint: the placeholder
+    plain = np.stack([_draw(font, c, image_size) for c in covered])
+    flat = plain.reshape(len(covered), -1).astype(np.float32)
+    inked = flat.sum(1) / 255.0 >= MIN_INK
+    inked &= _difference(flat, missing.reshape(1, -1).astype(np.float32))[:, 0] >= SAME_RENDER
+    same = _difference(flat, flat) < SAME_RENDER
+    shared = same.sum(1) - 1  # other characters with the same image
+    kept = {}
+    for i, char in enumerate(covered):
+        earlier = [j for j in np.flatnonzero(same[i]) if covered[j] in kept]
+        if inked[i] and shared[i] <= MAX_SHARED_RENDER - 1 and not earlier:
+            kept[char] = plain[i]
+    return kept
+
+
+def _difference(a, b):
+    """`(len(a), len(b))` relative L1 differences of flat images: `sum|a - b| / (sum a + sum b)`."""
+    ink = a.sum(1)[:, None] + b.sum(1)[None, :]
+    return np.abs(a[:, None, :] - b[None, :, :]).sum(-1) / np.maximum(ink, 1.0)
+
+
+def _recognized(fonts):
+    """The fonts whose glyphs look like the same characters in the other fonts.
+
+    A glyph is recognised when its own character is among the `RECOGNITION_RANK`
+    characters nearest to it, the distance to a character being that to its closest
+    undistorted render in another font (3x3-blurred pixels). A font with fewer than
+    `MIN_RECOGNIZED` of its glyphs recognised draws something else at these codepoints
+    (a symbol font) and is left out, with a warning. With fewer than three fonts to
+    vote, every font is kept.
+    """
+    if len(fonts) < 3:
+        return fonts
+    renders = np.concatenate([np.stack(list(font["plain"].values())) for font in fonts])
+    renders = _blur(renders.astype(np.float32) / 255.0).reshape(len(renders), -1)
+    chars = np.concatenate([list(font["plain"]) for font in fonts])
+    owners = np.concatenate([np.full(len(font["plain"]), i) for i, font in enumerate(fonts)])
+    names, char_ids = np.unique(chars, return_inverse=True)
+    squared = (renders ** 2).sum(1)
+    rank = np.empty(len(renders), np.int64)
+    for start in range(0, len(renders), 1024):  # blocks of rows keep the distance matrix small
+        rows = slice(start, start + 1024)
+        distances = squared[rows, None] + squared[None, :] - 2.0 * renders[rows] @ renders.T
+        distances[owners[rows, None] == owners[None, :]] = np.inf  # vote with other fonts only
+        to_char = np.stack([distances[:, char_ids == c].min(1) for c in range(len(names))], axis=1)
+        own = to_char[np.arange(len(to_char)), char_ids[rows]]
+        rank[rows] = (to_char < own[:, None]).sum(1)
+    recognized = rank < RECOGNITION_RANK
+    kept = []
+    for i, font in enumerate(fonts):
+        share = recognized[owners == i].mean()
+        if share >= MIN_RECOGNIZED:
+            kept.append(font)
+        else:
+            warnings.warn(f"Skipping the font {os.path.basename(font['path'])}: only {share:.0%} of its glyphs "
+                          "look like the same characters in the other fonts (a symbol font?).", stacklevel=5)
+    return kept
+
+
+def _blur(images):
+    """3x3 box blur of `(n, H, W)` images (edges padded with zeros)."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    height, width = images.shape[1:]
+    return sum(padded[:, i:i + height, j:j + width] for i in range(3) for j in range(3)) / 9.0
+
+
+def _draw(font, char, image_size, rng=None):
+    """uint8 `(image_size, image_size)` image of `char`, white on black; distorted when `rng` is given."""
+    from PIL import Image, ImageDraw
+
+    side = image_size * SUPERSAMPLE
+    canvas = Image.new("L", (side, side), 0)
+    stroke = 0 if rng is None else int(rng.choice(STROKE_WIDTHS))
+    ImageDraw.Draw(canvas).text((side / 2, BASELINE * side), char, fill=255, font=font["pil"], anchor="ms",
+                                stroke_width=stroke, stroke_fill=255)
+    if rng is not None:
+        angle = np.deg2rad(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
+        scale = rng.uniform(*SCALE_RANGE)
+        shift = rng.uniform(-MAX_SHIFT, MAX_SHIFT, size=2) * side
+        # The affine map from output to input pixels: rotate and scale about the centre, then shift.
+        cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+        centre = side / 2
+        x0 = centre - cos * (centre + shift[0]) - sin * (centre + shift[1])
+        y0 = centre + sin * (centre + shift[0]) - cos * (centre + shift[1])
+        canvas = canvas.transform((side, side), Image.AFFINE, (cos, sin, x0, -sin, cos, y0),
+                                  resample=Image.BILINEAR)
+    return np.asarray(canvas.reduce(SUPERSAMPLE), dtype=np.uint8)
