@@ -114,8 +114,9 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
     Args:
         criterion: `criterion(num_classes, embedding_dim)` -> a keras_dml loss.
         batch: `"pk"` (`classes_per_batch` x `samples_per_class`) or `"random"` (`batch_size`).
-        warmup_epochs: epochs first trained with the embedder frozen (only the criterion's
-            weights, e.g. proxies, move); they are counted in `epochs`.
+        warmup_epochs: epochs first trained with the backbone frozen (the embedding head
+            and the criterion's weights, e.g. proxies, move), as the proxy papers' code
+            does; they are counted in `epochs`.
         label_noise: fraction of training labels replaced by another class (seeded by `seed`).
         rerank: also report Recall@1 after re-ranking with the criterion's `pddm` unit.
         data: the tuple `load(mode)` returns, to skip loading it again.
@@ -150,11 +151,12 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
 
     history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm), **measured()}]
     start = time.time()
-    embedder.trainable = warmup_epochs == 0
+    backbone = embedder.get_layer("backbone")
+    backbone.trainable = warmup_epochs == 0
     compile_model()
     for epoch in range(1, epochs + 1):
         if epoch == warmup_epochs + 1 and warmup_epochs > 0:
-            embedder.trainable = True
+            backbone.trainable = True
             compile_model()
         fit = model.fit(**fit_data, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
         history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
