@@ -12,13 +12,14 @@ what the regularizer did to retrieval and whether it was active at all.
    and scored (MAP@R) on that quarter (validation classes; the test classes are not
    used); seeds `SWEEP_SEEDS`. The chosen setting has the best validation MAP@R
    averaged over the three losses and the seeds.
-2. `test`: each loss plain and wrapped with the chosen setting, trained on all
+2. `test-plain`, `test-wrapped`: each loss plain and wrapped with the chosen setting, trained on all
    training classes, scored on the test classes; seeds `TEST_SEEDS`.
 
 Writes evidence/results/density.json (after every run, so a partial sweep survives).
 
 Run:  nice -n 5 python -m evidence.density            (sweep, then test)
-      nice -n 5 python -m evidence.density --phase test --setting 1.0 0.5
+      nice -n 5 python -m evidence.density --phase test-plain     (in parallel with --phase sweep)
+      nice -n 5 python -m evidence.density --phase test-wrapped   (after the sweep, or with --setting W RHO)
 """
 import argparse
 import json
@@ -33,9 +34,9 @@ from keras_dml.losses.density import class_statistics
 LOSSES = {"contrastive": ContrastiveLoss, "n-pair": NPairLoss, "triplet": TripletLoss}
 # (weight, rho). The old default (3.0, 0.125) is not swept: the plain runs record that its hinge
 # never opens (active@0.125 = 0), and then the wrapped loss is the plain loss exactly.
-GRID = ((1.0, 0.25), (1.0, 0.5), (3.0, 0.5))
+GRID = ((1.0, 0.25), (1.0, 0.5))
 RHOS = (0.125, 0.25, 0.5)
-SWEEP_SEEDS = (0, 1)
+SWEEP_SEEDS = (0,)  # one seed: the shared 2-core machine allows no more (docs/density.md says so)
 TEST_SEEDS = (0, 1, 2)
 EPOCHS = 3
 CLASSES_PER_BATCH, SAMPLES_PER_CLASS = 16, 4
@@ -100,48 +101,63 @@ def summarise(runs):
     return summary
 
 
+def save(section, content, epochs):
+    """Write `section` of results/density.json, keeping the sections other runs of this script wrote."""
+    path = os.path.join(harness.RESULTS, "density.json")
+    document = json.load(open(path)) if os.path.exists(path) else {}
+    for key in ("dataset", "font_inventory", "machine"):
+        document.pop(key, None)
+    document["settings"] = {
+        "losses": "keras_dml defaults: " + ", ".join(f"{n}: {c().get_config()}" for n, c in LOSSES.items()),
+        "embedder": "small_cnn, 64-d", "batches": f"P x K = {CLASSES_PER_BATCH} x {SAMPLES_PER_CLASS}",
+        "optimizer": "Adam 1e-3", "epochs": epochs, "grid (weight, rho)": GRID,
+        "probe": f"{PROBE_BATCHES} fixed P x K batches of the training classes"}
+    document[section] = content
+    harness.write("density", document)
+    return document
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", choices=("all", "sweep", "test"), default="all")
+    parser.add_argument("--phase", choices=("all", "sweep", "test-plain", "test-wrapped"), default="all",
+                        help="test-plain and test-wrapped can run in parallel with the sweep (each writes its section)")
     parser.add_argument("--setting", type=float, nargs=2, metavar=("WEIGHT", "RHO"),
-                        help="skip the choice: test this (weight, rho)")
+                        help="test this (weight, rho) instead of the sweep's choice")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args()
-    path = os.path.join(harness.RESULTS, "density.json")
-    payload = json.load(open(path)) if os.path.exists(path) and args.phase == "test" else {}
-    payload["settings"] = {"losses": "keras_dml defaults: " + ", ".join(f"{n}: {c().get_config()}" for n, c in LOSSES.items()),
-                           "embedder": "small_cnn, 64-d", "batches": f"P x K = {CLASSES_PER_BATCH} x {SAMPLES_PER_CLASS}",
-                           "optimizer": "Adam 1e-3", "epochs": args.epochs, "grid": GRID,
-                           "probe": f"{PROBE_BATCHES} fixed P x K batches of the training classes"}
 
     if args.phase in ("all", "sweep"):
         data = harness.load("validation")
-        payload["sweep"] = {"seeds": SWEEP_SEEDS, "rows": {}}
+        sweep = {"seeds": SWEEP_SEEDS, "rows": {}}
         for setting in (None, *GRID):
             row = {}
             for name in LOSSES:
                 runs = [train(name, setting, seed, data, args.epochs) for seed in SWEEP_SEEDS]
                 row[name] = {"runs": runs, **summarise(runs)}
-                print(label(setting), name, round(row[name]["map_at_r"]["mean"], 4),
-                      "active@0.125", row[name]["max_active@0.125"], flush=True)
+                print(label(setting), name, round(row[name]["map_at_r"]["mean"], 4), flush=True)
             row["mean_map_at_r"] = float(np.mean([row[name]["map_at_r"]["mean"] for name in LOSSES]))
-            payload["sweep"]["rows"][label(setting)] = row
-            harness.write("density", payload)
-        best = max(GRID, key=lambda s: payload["sweep"]["rows"][label(s)]["mean_map_at_r"])
-        payload["chosen"] = list(best)
-        harness.write("density", payload)
+            sweep["rows"][label(setting)] = row
+            save("sweep", sweep, args.epochs)
+        best = max(GRID, key=lambda s: sweep["rows"][label(s)]["mean_map_at_r"])
+        save("chosen", list(best), args.epochs)
 
-    if args.phase in ("all", "test"):
-        setting = tuple(args.setting) if args.setting else tuple(payload["chosen"])
-        payload["chosen"] = list(setting)
-        data = harness.load("test")
-        payload["test"] = {"seeds": TEST_SEEDS, "setting": list(setting), "rows": {}}
+    data = harness.load("test") if args.phase != "sweep" else None
+    if args.phase in ("all", "test-plain"):
+        rows = {}
         for name in LOSSES:
-            for variant in (None, setting):
-                runs = [train(name, variant, seed, data, args.epochs) for seed in TEST_SEEDS]
-                payload["test"]["rows"][f"{name}, {label(variant)}"] = {"runs": runs, **summarise(runs)}
-                print("test", name, label(variant), round(payload["test"]["rows"][f"{name}, {label(variant)}"]["recall@1"]["mean"], 4), flush=True)
-                harness.write("density", payload)
+            runs = [train(name, None, seed, data, args.epochs) for seed in TEST_SEEDS]
+            rows[name] = {"runs": runs, **summarise(runs)}
+            print("test plain", name, round(rows[name]["recall@1"]["mean"], 4), flush=True)
+            save("test_plain", {"seeds": TEST_SEEDS, "rows": rows}, args.epochs)
+    if args.phase in ("all", "test-wrapped"):
+        setting = tuple(args.setting) if args.setting else tuple(
+            json.load(open(os.path.join(harness.RESULTS, "density.json")))["chosen"])
+        rows = {}
+        for name in LOSSES:
+            runs = [train(name, setting, seed, data, args.epochs) for seed in TEST_SEEDS]
+            rows[name] = {"runs": runs, **summarise(runs)}
+            print("test", label(setting), name, round(rows[name]["recall@1"]["mean"], 4), flush=True)
+            save("test_wrapped", {"seeds": TEST_SEEDS, "setting": list(setting), "rows": rows}, args.epochs)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,11 @@ otherwise), P x K batches, small CNN, for `positive` in "all", "hard", "easy":
 No hyperparameter is chosen here (every run uses the defaults), so no validation split is
 needed. Seeds `SEEDS`; writes evidence/results/easy_positives.json after every run.
 
-Run:  nice -n 5 python -m evidence.easy_positives
+Run:  nice -n 5 python -m evidence.easy_positives [--by character|font]   (the two can run in parallel)
 """
 import argparse
+import json
+import os
 
 import numpy as np
 
@@ -55,36 +57,47 @@ def mode_monitor(train, test):
     return measure
 
 
+def save(section, content, settings):
+    """Write `section` of results/easy_positives.json, keeping the sections other runs of this script wrote."""
+    path = os.path.join(harness.RESULTS, "easy_positives.json")
+    document = json.load(open(path)) if os.path.exists(path) else {}
+    for key in ("dataset", "font_inventory", "machine"):
+        document.pop(key, None)
+    document["settings"] = settings
+    document[section] = content
+    harness.write("easy_positives", document)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--by", choices=("character", "font", "both"), default="both")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args()
-    payload = {"settings": {"loss": "TripletLoss(margin=0.2, positive=..., negative='semihard')",
-                            "embedder": "small_cnn, 64-d", "optimizer": "Adam 1e-3", "epochs": args.epochs,
-                            "batches (P, K)": BATCHES, "mode_k": MODE_K, "seeds": SEEDS}}
+    settings = {"loss": "TripletLoss(margin=0.2, positive=..., negative='semihard')",
+                "embedder": "small_cnn, 64-d", "optimizer": "Adam 1e-3", "epochs": args.epochs,
+                "batches (P, K)": BATCHES, "mode_k": MODE_K, "seeds": SEEDS}
     for by in ("character", "font") if args.by == "both" else (args.by,):
+        section = {}
         if by == "character":
             data, measure = harness.load("test"), None
         else:
             train, test = font_data()
             train_labels = np.unique(train[1], return_inverse=True)[1].astype("int32")
             data, measure = (train[0], train_labels, test[0], test[1]), mode_monitor(train, test)
-            untrained = {"train": mode_preservation(train[0].reshape(len(train[0]), -1), train[1], train[2], k=MODE_K),
-                         "test": mode_preservation(test[0].reshape(len(test[0]), -1), test[1], test[2], k=MODE_K)}
-            payload["font_pixels_mode_score"] = {k: round(v["score"], 4) for k, v in untrained.items()}
-            payload["font_sizes"] = {"train_fonts": int(len(np.unique(train[1]))), "test_fonts": int(len(np.unique(test[1]))),
-                                     "train_images": int(len(train[1])), "test_images": int(len(test[1]))}
+            section["pixels_mode_score"] = {
+                name: round(mode_preservation(images.reshape(len(images), -1), labels, characters, k=MODE_K)["score"], 4)
+                for name, (images, labels, characters) in (("train", train), ("test", test))}
+            section["sizes"] = {"train_fonts": int(len(np.unique(train[1]))), "test_fonts": int(len(np.unique(test[1]))),
+                                "train_images": int(len(train[1])), "test_images": int(len(test[1]))}
         classes_per_batch, samples_per_class = BATCHES[by]
-        rows = payload.setdefault(f"by_{by}", {})
         for positive in POSITIVES:
             runs = [harness.run(lambda c, d, positive=positive: TripletLoss(positive=positive, negative="semihard"),
                                 seed=seed, epochs=args.epochs, data=data, classes_per_batch=classes_per_batch,
                                 samples_per_class=samples_per_class, measure=measure) for seed in SEEDS]
             keys = [k for k in runs[0]["epochs"][-1] if k not in ("epoch", "loss")]
-            rows[positive] = {"runs": runs, **{k: harness.summary(r["epochs"][-1][k] for r in runs) for k in keys}}
-            print(by, positive, {k: round(rows[positive][k]["mean"], 4) for k in keys}, flush=True)
-            harness.write("easy_positives", payload)
+            section[positive] = {"runs": runs, **{k: harness.summary(r["epochs"][-1][k] for r in runs) for k in keys}}
+            print(by, positive, {k: round(section[positive][k]["mean"], 4) for k in keys}, flush=True)
+            save(f"by_{by}", section, settings)
 
 
 if __name__ == "__main__":
