@@ -16,7 +16,8 @@ otherwise), P x K batches, small CNN, for `positive` in "all", "hard", "easy":
 No hyperparameter is chosen here (every run uses the defaults), so no validation split is
 needed. Seeds `SEEDS`; writes evidence/results/easy_positives.json after every run.
 
-Run:  nice -n 5 python -m evidence.easy_positives [--by character|font]   (the two can run in parallel)
+Run:  nice -n 5 python -m evidence.easy_positives [--by character|font] [--positives easy ...]
+      (runs with different --by or --positives can go in parallel: each updates its part of the JSON)
 """
 import argparse
 import json
@@ -58,13 +59,13 @@ def mode_monitor(train, test):
 
 
 def save(section, content, settings):
-    """Write `section` of results/easy_positives.json, keeping the sections other runs of this script wrote."""
+    """Update `section` of results/easy_positives.json, keeping what other runs of this script wrote."""
     path = os.path.join(harness.RESULTS, "easy_positives.json")
     document = json.load(open(path)) if os.path.exists(path) else {}
     for key in ("dataset", "font_inventory", "machine"):
         document.pop(key, None)
     document["settings"] = settings
-    document[section] = content
+    document[section] = {**document.get(section, {}), **content}
     harness.write("easy_positives", document)
 
 
@@ -72,6 +73,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--by", choices=("character", "font", "both"), default="both")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--positives", nargs="+", choices=POSITIVES, default=list(POSITIVES))
     args = parser.parse_args()
     settings = {"loss": "TripletLoss(margin=0.2, positive=..., negative='semihard')",
                 "embedder": "small_cnn, 64-d", "optimizer": "Adam 1e-3", "epochs": args.epochs,
@@ -90,7 +92,7 @@ def main():
             section["sizes"] = {"train_fonts": int(len(np.unique(train[1]))), "test_fonts": int(len(np.unique(test[1]))),
                                 "train_images": int(len(train[1])), "test_images": int(len(test[1]))}
         classes_per_batch, samples_per_class = BATCHES[by]
-        for positive in POSITIVES:
+        for positive in args.positives:
             runs = [harness.run(lambda c, d, positive=positive: TripletLoss(positive=positive, negative="semihard"),
                                 seed=seed, epochs=args.epochs, data=data, classes_per_batch=classes_per_batch,
                                 samples_per_class=samples_per_class, measure=measure) for seed in SEEDS]
