@@ -102,7 +102,7 @@ def summarise(runs):
 
 
 def save(section, content, epochs):
-    """Write `section` of results/density.json, keeping the sections other runs of this script wrote."""
+    """Write `section` of results/density.json, keeping the sections and rows other runs wrote."""
     path = os.path.join(harness.RESULTS, "density.json")
     document = json.load(open(path)) if os.path.exists(path) else {}
     for key in ("dataset", "font_inventory", "machine"):
@@ -112,6 +112,8 @@ def save(section, content, epochs):
         "embedder": "small_cnn, 64-d", "batches": f"P x K = {CLASSES_PER_BATCH} x {SAMPLES_PER_CLASS}",
         "optimizer": "Adam 1e-3", "epochs": epochs, "grid (weight, rho)": GRID,
         "probe": f"{PROBE_BATCHES} fixed P x K batches of the training classes"}
+    if isinstance(content, dict) and "rows" in content:  # rows of other runs of this phase stay
+        content = {**content, "rows": {**document.get(section, {}).get("rows", {}), **content["rows"]}}
     document[section] = content
     harness.write("density", document)
     return document
@@ -124,6 +126,8 @@ def main():
     parser.add_argument("--setting", type=float, nargs=2, metavar=("WEIGHT", "RHO"),
                         help="test this (weight, rho) instead of the sweep's choice")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES),
+                        help="test phases only: these losses (runs for different losses can go in parallel)")
     args = parser.parse_args()
 
     if args.phase in ("all", "sweep"):
@@ -144,7 +148,7 @@ def main():
     data = harness.load("test") if args.phase != "sweep" else None
     if args.phase in ("all", "test-plain"):
         rows = {}
-        for name in LOSSES:
+        for name in args.losses:
             runs = [train(name, None, seed, data, args.epochs) for seed in TEST_SEEDS]
             rows[name] = {"runs": runs, **summarise(runs)}
             print("test plain", name, round(rows[name]["recall@1"]["mean"], 4), flush=True)
@@ -153,7 +157,7 @@ def main():
         setting = tuple(args.setting) if args.setting else tuple(
             json.load(open(os.path.join(harness.RESULTS, "density.json")))["chosen"])
         rows = {}
-        for name in LOSSES:
+        for name in args.losses:
             runs = [train(name, setting, seed, data, args.epochs) for seed in TEST_SEEDS]
             rows[name] = {"runs": runs, **summarise(runs)}
             print("test", label(setting), name, round(rows[name]["recall@1"]["mean"], 4), flush=True)
