@@ -16,8 +16,8 @@ otherwise), P x K batches, small CNN, for `positive` in "all", "hard", "easy":
 No hyperparameter is chosen here (every run uses the defaults), so no validation split is
 needed. Seeds `SEEDS`; writes evidence/results/easy_positives.json after every run.
 
-Run:  nice -n 5 python -m evidence.easy_positives [--by character|font] [--positives easy ...]
-      (runs with different --by or --positives can go in parallel: each updates its part of the JSON)
+Run:  nice -n 5 python -m evidence.easy_positives [--by character|font] [--positives easy ...] [--seeds 0 ...]
+      (runs with different --by, --positives or --seeds can go in parallel: each adds its runs to the JSON)
 """
 import argparse
 import json
@@ -46,9 +46,15 @@ def font_data():
     return sets
 
 
-def mode_monitor(train, test):
-    """`measure(embedder)` for `harness.run`: mode preservation on training and test fonts."""
+def mode_monitor(train, test, epochs):
+    """`measure(embedder)` for `harness.run`: mode preservation on training and test fonts,
+    before training and after the last epoch (it costs as much as an epoch of training)."""
+    calls = []
+
     def measure(embedder):
+        calls.append(1)
+        if len(calls) not in (1, epochs + 1):
+            return {}
         values = {}
         for name, (images, labels, characters) in (("train", train), ("test", test)):
             embeddings = embedder.predict(images, batch_size=512, verbose=0)
@@ -69,11 +75,25 @@ def save(section, content, settings):
     harness.write("easy_positives", document)
 
 
+def save_runs(section, positive, runs, settings):
+    """Add `runs` (one per seed) to the row `positive` of `section` and re-summarise it, keeping
+    the seeds other processes wrote, so that seeds can run in parallel."""
+    path = os.path.join(harness.RESULTS, "easy_positives.json")
+    document = json.load(open(path)) if os.path.exists(path) else {}
+    old = document.get(section, {}).get(positive, {}).get("runs", [])
+    runs = sorted([r for r in old if r["seed"] not in {n["seed"] for n in runs}] + runs, key=lambda r: r["seed"])
+    keys = [k for k in runs[0]["epochs"][-1] if k not in ("epoch", "loss")]
+    row = {"runs": runs, **{k: harness.summary(r["epochs"][-1][k] for r in runs) for k in keys}}
+    save(section, {positive: row}, settings)
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--by", choices=("character", "font", "both"), default="both")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--positives", nargs="+", choices=POSITIVES, default=list(POSITIVES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     args = parser.parse_args()
     settings = {"loss": "TripletLoss(margin=0.2, positive=..., negative='semihard')",
                 "embedder": "small_cnn, 64-d", "optimizer": "Adam 1e-3", "epochs": args.epochs,
@@ -85,7 +105,7 @@ def main():
         else:
             train, test = font_data()
             train_labels = np.unique(train[1], return_inverse=True)[1].astype("int32")
-            data, measure = (train[0], train_labels, test[0], test[1]), mode_monitor(train, test)
+            data, measure = (train[0], train_labels, test[0], test[1]), mode_monitor(train, test, args.epochs)
             section["pixels_mode_score"] = {
                 name: round(mode_preservation(images.reshape(len(images), -1), labels, characters, k=MODE_K)["score"], 4)
                 for name, (images, labels, characters) in (("train", train), ("test", test))}
@@ -95,11 +115,11 @@ def main():
         for positive in args.positives:
             runs = [harness.run(lambda c, d, positive=positive: TripletLoss(positive=positive, negative="semihard"),
                                 seed=seed, epochs=args.epochs, data=data, classes_per_batch=classes_per_batch,
-                                samples_per_class=samples_per_class, measure=measure) for seed in SEEDS]
-            keys = [k for k in runs[0]["epochs"][-1] if k not in ("epoch", "loss")]
-            section[positive] = {"runs": runs, **{k: harness.summary(r["epochs"][-1][k] for r in runs) for k in keys}}
-            print(by, positive, {k: round(section[positive][k]["mean"], 4) for k in keys}, flush=True)
+                                samples_per_class=samples_per_class, measure=measure) for seed in args.seeds]
+            print(json.dumps(runs), flush=True)  # a copy in the log
             save(f"by_{by}", section, settings)
+            row = save_runs(f"by_{by}", positive, runs, settings)
+            print(by, positive, {k: round(v["mean"], 4) for k, v in row.items() if k != "runs"}, flush=True)
 
 
 if __name__ == "__main__":
