@@ -42,8 +42,9 @@ def test_density_example_hinge_is_shut_at_the_old_rho_and_opens_as_rho_grows():
         assert result["spread"] / result["gap"] > 0.125
 
 
-def test_class_collapse_example_easy_positives_keep_more_characters_apart():
+def test_class_collapse_example_easy_positives_keep_more_characters_apart_early_on():
     results = run_example("class_collapse", "--fast")
-    for positive in ("hard", "easy"):
-        assert results[positive]["recall@1"] > results["untrained"]["recall@1"] + 0.02
-    assert results["easy"]["modes_train"] > results["hard"]["modes_train"]
+    easy, hard = results["easy"], results["hard"]
+    # after 40 steps hard positives have pulled the characters of a font together more
+    assert easy["modes_train"] > hard["modes_train"] + 0.02
+    assert easy["recall@1"] > max(hard["recall@1"], results["untrained"]["recall@1"])
