@@ -104,11 +104,11 @@ def main():
     for by in ("character", "font") if args.by == "both" else (args.by,):
         section = {}
         if by == "character":
-            data, measure = harness.load("test"), None
+            data, monitor = harness.load("test"), None
         else:
             train, test = font_data()
             train_labels = np.unique(train[1], return_inverse=True)[1].astype("int32")
-            data, measure = (train[0], train_labels, test[0], test[1]), mode_monitor(train, test, args.epochs)
+            data, monitor = (train[0], train_labels, test[0], test[1]), lambda: mode_monitor(train, test, args.epochs)
             section["pixels_mode_score"] = {
                 name: round(mode_preservation(images.reshape(len(images), -1), labels, characters, k=MODE_K)["score"], 4)
                 for name, (images, labels, characters) in (("train", train), ("test", test))}
@@ -118,7 +118,7 @@ def main():
         for positive in args.positives:
             runs = [harness.run(lambda c, d, positive=positive: TripletLoss(positive=positive, negative="semihard"),
                                 seed=seed, epochs=args.epochs, data=data, classes_per_batch=classes_per_batch,
-                                samples_per_class=samples_per_class, measure=measure,
+                                samples_per_class=samples_per_class, measure=monitor and monitor(),  # one per run
                                 batch="random" if args.random_batches else "pk", batch_size=128) for seed in args.seeds]
             print(json.dumps(runs), flush=True)  # a copy in the log
             name = f"by_{by}_random" if args.random_batches else f"by_{by}"
