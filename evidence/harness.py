@@ -110,7 +110,7 @@ def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
 
 def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch="pk", classes_per_batch=16,
         samples_per_class=4, batch_size=64, learning_rate=1e-3, proxy_lr_multiplier=100.0, warmup_epochs=0,
-        label_noise=0.0, rerank=False, data=None):
+        label_noise=0.0, rerank=False, data=None, measure=None):
     """Train one criterion for one seed; returns `{"epochs": [metrics per epoch, 0 = untrained], ...}`.
 
     Args:
@@ -122,6 +122,8 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         label_noise: fraction of training labels replaced by another class (seeded by `seed`).
         rerank: also report Recall@1 after re-ranking with the criterion's `pddm` unit.
         data: the tuple `load(mode)` returns, to skip loading it again.
+        measure: optional `measure(embedder) -> dict` of further values, recorded with the
+            metrics after every epoch (epoch 0 included).
     """
     train_images, train_labels, eval_images, eval_labels = data or load(mode)
     if label_noise:
@@ -146,7 +148,10 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         model.compile(optimizer=optimizer, jit_compile=True)
 
     pddm = getattr(model.criterion, "pddm", None) if rerank else None
-    history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm)}]
+    def measured():
+        return measure(embedder) if measure is not None else {}
+
+    history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm), **measured()}]
     start = time.time()
     backbone = embedder.get_layer("backbone")
     backbone.trainable = warmup_epochs == 0
@@ -157,7 +162,7 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
             compile_model()
         fit = model.fit(**fit_data, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
         history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
-                        **evaluate(embedder, eval_images, eval_labels, pddm)})
+                        **evaluate(embedder, eval_images, eval_labels, pddm), **measured()})
     return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - start, 1)}
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import keras
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
-# Examples whose fast-mode results are checked by their own test below (run once, not twice).
-RESULT_CHECKED = {"potential_field", "label_noise", "pddm"}
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+# Examples whose fast-mode results are checked by a test of their own below (run once, not twice).
+RESULT_CHECKED = {"potential_field", "label_noise", "pddm", "density", "class_collapse"}
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="examples use TensorFlow data")
 
@@ -60,3 +61,26 @@ def test_pddm_example_triplet_learns_pddm_does_not_here():
     assert pddm[-1] < triplet[-1] - 0.1  # the paper's faster convergence is not reproduced here
     # Re-ranking the top 10 by the trained unit does not rescue it (fast mode: 0.18 -> 0.06).
     assert results["reranked_recall@1"] < pddm[-1] + 0.05
+
+
+def run_example(name, *argv):
+    """The dict `main(argv)` of `examples/<name>.py` returns (the tutorials that take their argv)."""
+    return runpy.run_path(str(EXAMPLES_DIR / f"{name}.py"))["main"](list(argv))
+
+
+def test_density_example_hinge_is_shut_at_the_old_rho_and_opens_as_rho_grows():
+    results = run_example("density", "--fast")
+    for result in results.values():
+        assert result["recall@1"] > result["untrained_recall@1"] + 0.1
+        # rho = 0.125 needs a class 8 times tighter than its gap: no batch gets there
+        assert result["R@0.125"] == 0.0
+        assert result["R@0.5"] > result["R@0.25"] >= 0.0
+        assert result["spread"] / result["gap"] > 0.125
+
+
+def test_class_collapse_example_easy_positives_keep_more_characters_apart_early_on():
+    results = run_example("class_collapse", "--fast")
+    easy, hard = results["easy"], results["hard"]
+    # after 40 steps hard positives have pulled the characters of a font together more
+    assert easy["modes_train"] > hard["modes_train"] + 0.02
+    assert easy["recall@1"] > max(hard["recall@1"], results["untrained"]["recall@1"])
