@@ -69,7 +69,7 @@ METHODS = {
     },
     "density-triplet": {
         "loss": _loss("DensityAdaptive", base_loss=_loss("TripletLoss", margin=0.2, positive="all",
-                                                         negative="semihard"), weight=3.0, rho=0.125),
+                                                         negative="semihard"), weight=1.0, rho=0.25),
         "optimizer": "adam", "learning_rate": 1e-5,
     },
     "pddm": {
