@@ -95,8 +95,7 @@ def main(argv=None):
         results[positive] = scores(train_embedder(positive, train, epochs, steps, args.seed), train, test)
         report(f"positive={positive}", results[positive])
     print("\nReading: 'modes kept' is the share of each image's 2 nearest same-font neighbours that are renders "
-          "of its own character. Early in training (--fast) hard positives, which pull every image towards the "
-          "farthest image of its font, lower it below the untrained level, and easy positives keep more of it. "
+          "of its own character; compare each line with the untrained one. "
           "After 4 epochs (3 seeds, evidence/easy_positives.py) all, hard and easy positives end at the untrained "
           "level (about 0.23): no lasting collapse here, and no gain in modes from easy positives; hard positives "
           "do cost font Recall@1 (docs/easy_positives.md).")
