@@ -70,7 +70,10 @@ def test_small_cnn_export_reloads_and_matches_keras(small_embedder, tmp_path, in
     assert str(directory) in text and "embedder.onnx" in text and "serving_default" in text
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "efficientnet_b0"])
+# EfficientNet carries Normalization constants that freezing must turn into graph constants;
+# the channel-normalisation layer ResNet-50 adds is exported by the transformer tests
+# (tests/test_transformers.py), so the 25M-parameter ResNet-50 is left out to keep the suite short.
+@pytest.mark.parametrize("backbone", ["efficientnet_b0"])
 def test_application_backbone_export_takes_uint8_and_matches_keras(tmp_path, backbone):
     keras.utils.set_random_seed(0)
     embedder = build_embedder(backbone, embedding_dim=16, input_shape=(32, 32, 3))
