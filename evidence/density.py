@@ -102,21 +102,13 @@ def summarise(runs):
 
 
 def save(section, content, epochs):
-    """Write `section` of results/density.json, keeping the sections and rows other runs wrote."""
-    path = os.path.join(harness.RESULTS, "density.json")
-    document = json.load(open(path)) if os.path.exists(path) else {}
-    for key in ("dataset", "font_inventory", "machine"):
-        document.pop(key, None)
-    document["settings"] = {
+    """Merge `section` into results/density.json, keeping the sections and rows other runs wrote."""
+    settings = {
         "losses": "keras_dml defaults: " + ", ".join(f"{n}: {c().get_config()}" for n, c in LOSSES.items()),
         "embedder": "small_cnn, 64-d", "batches": f"P x K = {CLASSES_PER_BATCH} x {SAMPLES_PER_CLASS}",
         "optimizer": "Adam 1e-3", "epochs": epochs, "grid (weight, rho)": GRID,
         "probe": f"{PROBE_BATCHES} fixed P x K batches of the training classes"}
-    if isinstance(content, dict) and "rows" in content:  # rows of other runs of this phase stay
-        content = {**content, "rows": {**document.get(section, {}).get("rows", {}), **content["rows"]}}
-    document[section] = content
-    harness.write("density", document)
-    return document
+    return harness.update("density", section, content, settings)
 
 
 def main():

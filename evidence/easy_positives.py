@@ -65,14 +65,8 @@ def mode_monitor(train, test, epochs):
 
 
 def save(section, content, settings):
-    """Update `section` of results/easy_positives.json, keeping what other runs of this script wrote."""
-    path = os.path.join(harness.RESULTS, "easy_positives.json")
-    document = json.load(open(path)) if os.path.exists(path) else {}
-    for key in ("dataset", "font_inventory", "machine"):
-        document.pop(key, None)
-    document["settings"] = settings
-    document[section] = {**document.get(section, {}), **content}
-    harness.write("easy_positives", document)
+    """Merge `section` into results/easy_positives.json, keeping what other runs of this script wrote."""
+    harness.update("easy_positives", section, content, settings)
 
 
 def save_runs(section, positive, runs, settings):

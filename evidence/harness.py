@@ -188,3 +188,31 @@ def write(page, payload):
         json.dump(document, f, indent=1)
     os.replace(path + ".tmp", path)
     return path
+
+
+def update(page, section, content, settings):
+    """Merge `content` into `section` of `results/<page>.json` and write it (see `write`).
+
+    Several runs of one script may run in parallel, each with its own rows: the file is
+    read, merged (dicts recursively, anything else replaced) and written under a lock, so
+    no run loses another's rows.
+    """
+    import fcntl
+
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{page}.json")
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        document = json.load(open(path)) if os.path.exists(path) else {}
+        for key in ("dataset", "font_inventory", "machine"):
+            document.pop(key, None)
+        document["settings"] = settings
+        document[section] = _merged(document.get(section), content)
+        write(page, document)
+    return document
+
+
+def _merged(old, new):
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
+    return new

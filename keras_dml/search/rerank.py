@@ -2,7 +2,7 @@
 
 A plain k-NN search ranks candidates by one global distance; a PDDM unit scores each
 (query, candidate) pair from its difference and its position, so it can re-order the
-nearest candidates (METHODS.md section 5). Any callable `scorer(a, b) -> scores` on
+nearest candidates (docs/methods.md section 6). Any callable `scorer(a, b) -> scores` on
 `(..., D)` pairs, higher = more similar, is a scorer; a `PDDM` layer is one.
 
 Example:

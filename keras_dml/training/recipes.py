@@ -13,7 +13,7 @@ recipes are the same methods at demo size, for a CPU and for the tests; `demo` i
 Sources: each potential-field setting says where it comes from (`SOURCES`): "paper" (the
 CVPR 2025 paper), "supplement via a secondary source" (the authors' supplement as a
 secondary source cites it), or "ours" (keras_dml's choice). For the other methods the
-loss settings follow METHODS.md (docs/methods.md); ResNet-50 at 512-d and proxies at 100x
+loss settings follow docs/methods.md; ResNet-50 at 512-d and proxies at 100x
 the backbone's learning rate follow the Proxy Anchor paper; batch composition P x K and
 epochs are ours (each class has several samples per batch, as every mining strategy here
 needs).
