@@ -64,11 +64,15 @@ def l2_normalize(x):
     Each row is first divided by its largest absolute entry, so its squared norm lies
     in `[1, D]`: exact and finite in float32 for norms from 1e-30 to 1e30. That scale is
     a constant for the gradient, which is exact because the result does not depend on it.
+    A row with a single non-zero entry gets the exact gradient too (zero along itself).
     """
     scale = ops.stop_gradient(ops.max(ops.abs(x), axis=-1, keepdims=True))
     x = x / ops.where(scale > 0, scale, 1.0)
     norm_sq = ops.sum(ops.square(x), axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(norm_sq, 1.0))
+    # Only a zero row is floored. `maximum(norm_sq, 1)` would also touch every row with
+    # a single non-zero entry (common after a ReLU), whose norm_sq is 1 up to rounding:
+    # at that tie the norm's gradient is halved (JAX) or dropped, a wrong gradient.
+    return x * ops.rsqrt(ops.where(norm_sq > 0, norm_sq, 1.0))
 
 
 DISTANCES = {

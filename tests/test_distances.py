@@ -25,6 +25,20 @@ def test_euclidean_gradient_finite_at_zero_distance():
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
+
+def test_l2_normalize_gradient_is_exact_for_rows_with_one_non_zero_entry():
+    # d/dx sum(w * x / |x|) = (w - (w . xh) xh) / |x|: zero along a one-hot row itself.
+    # A floor on the norm at 1 (after scaling by the largest entry) ties with exactly such
+    # rows, common after a ReLU (the PDDM unit), and halved or dropped that term.
+    x = np.array([[0.0, 0.0, 0.0, 0.79], [0.0, -3.0, 0.0, 0.0], [0.3, -1.2, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0]], "float32")
+    w = np.array([[0.5, -1.0, 2.0, 1.5]], "float32")
+    _, grad = value_and_grad(lambda v: ops.sum(w * distances.l2_normalize(v)), x)
+    x64, w64 = x.astype("float64"), np.broadcast_to(w, x.shape).astype("float64")
+    norm = np.linalg.norm(x64, axis=1, keepdims=True)
+    unit = x64 / np.where(norm > 0, norm, 1.0)
+    expected = np.where(norm > 0, (w64 - (w64 * unit).sum(1, keepdims=True) * unit) / np.where(norm > 0, norm, 1.0), w64)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
 def test_label_masks():
     pos, neg = distances.label_masks(np.array([0, 1, 0]))
     assert np.asarray(pos).tolist() == [[False, False, True], [False, False, False], [True, False, False]]
