@@ -194,6 +194,25 @@ def test_failed_verification_raises_and_writes_nothing(small_embedder, tmp_path,
     assert not any(tmp_path.iterdir())
 
 
+
+def test_tolerance_is_relative_to_the_outputs_scale():
+    feed = {"images": np.zeros((1, 1), "float32")}
+    assert verification.tolerance_for([(feed, np.array([[0.5, -0.9]], "float32"))]) == verification.TOLERANCE
+    assert verification.tolerance_for([(feed, np.array([[300.0]], "float32"))]) == pytest.approx(300 * verification.TOLERANCE)
+    assert verification.tolerance_for([(feed, np.array([[np.inf]], "float32"))]) == verification.TOLERANCE
+
+
+def test_an_unnormalised_embedder_with_large_outputs_exports(tmp_path):
+    # Outputs in the thousands: float32 rounding alone differs by about 3e-3 there.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(8, 3, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))(inputs)
+    outputs = keras.layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(stddev=0.05))(
+        keras.layers.Flatten()(features))
+    card = export_embedder(keras.Model(inputs, outputs), tmp_path / "export", formats=("onnx",), pixel_scale=1.0)
+    assert card["verification"]["tolerance"] > 1e-2
+    assert card["verification"]["max_abs_diff"]["onnx"] <= card["verification"]["tolerance"]
+
 def test_pddm_scorer_export_reloads_matches_keras_and_reranks_like_it(tmp_path):
     keras.utils.set_random_seed(0)
     pddm = PDDM(hidden_dim=8)

@@ -1,5 +1,9 @@
 """Parity of reloaded artefacts with the Keras model: random inputs, largest absolute difference, tolerance.
 
+The tolerance is relative to the output's scale: `TOLERANCE * max(1, max |Keras output|)`,
+so float32 rounding of an unnormalised embedder with outputs in the hundreds passes,
+and unit-norm embeddings are held to `TOLERANCE` itself.
+
 The artefacts are reloaded as a user would (`tf.saved_model.load`, an onnxruntime session
 on the CPU) and run at several batch sizes, so the dynamic batch dimension is exercised.
 """
@@ -10,7 +14,7 @@ from keras_dml.export.layout import (CANDIDATES_NAME, INPUT_NAME, QUERY_NAME, SA
 
 VERIFY_BATCH_SIZES = (1, 3, 16)
 VERIFY_CANDIDATES = (1, 5, 7)  # candidates per query for the scorer, one count per batch size
-TOLERANCE = 1e-4
+TOLERANCE = 1e-4  # relative to max(1, the largest |output|)
 
 
 class ExportVerificationError(RuntimeError):
@@ -18,10 +22,11 @@ class ExportVerificationError(RuntimeError):
 
 
 def verify(directory, formats, onnx_file, output_name, cases):
-    """Largest absolute difference of each reloaded artefact from Keras over `cases` of `(feed, expected)`.
+    """`(worst, tolerance)`: each reloaded artefact's largest absolute difference from Keras over
+    `cases` of `(feed, expected)`, and the tolerance it was held to (`tolerance_for(cases)`).
 
     Raises `ExportVerificationError` when an artefact returns another shape or differs by
-    more than `TOLERANCE`.
+    more than the tolerance.
     """
     runners = {}
     if "saved_model" in formats:
@@ -44,11 +49,21 @@ def verify(directory, formats, onnx_file, output_name, cases):
                 raise ExportVerificationError(f"{fmt} returned shape {got.shape} for inputs {shapes}; "
                                               f"Keras returned {expected.shape}.")
             worst[fmt] = max(worst[fmt], float(np.max(np.abs(got - expected))))
-    failed = {fmt: diff for fmt, diff in worst.items() if not diff <= TOLERANCE}
+    tolerance = tolerance_for(cases)
+    failed = {fmt: diff for fmt, diff in worst.items() if not diff <= tolerance}
     if failed:
         raise ExportVerificationError(f"Exported {output_name} differ from Keras's by up to {failed} "
-                                      f"(tolerance {TOLERANCE}); nothing was written.")
-    return worst
+                                      f"(tolerance {tolerance:.3g}); nothing was written.")
+    return worst, tolerance
+
+
+def tolerance_for(cases):
+    """`TOLERANCE` scaled by the largest |Keras output| in `cases` (at least 1).
+
+    A non-finite Keras output leaves `TOLERANCE` unscaled, so its difference (inf or NaN) fails.
+    """
+    largest = max(float(np.max(np.abs(expected), initial=0.0)) for _, expected in cases)
+    return TOLERANCE * max(1.0, largest) if np.isfinite(largest) else TOLERANCE
 
 
 def embedder_cases(embedder, input_shape, include_preprocessing, pixel_scale):
