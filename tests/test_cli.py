@@ -108,7 +108,8 @@ def test_a_users_folder_is_not_touched_by_train(tmp_path, capsys):
     (tmp_path / "p" / "backup" / "thesis.tex").write_text("x")
     assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(tmp_path / "p"),
                  "--set", "epochs=2", "steps_per_epoch=2"]) == 2
-    assert "argument --run-dir" in capsys.readouterr().err and "holds no keras-dml run"
+    err = capsys.readouterr().err
+    assert "argument --run-dir" in err and "holds no keras-dml run" in err
     assert (tmp_path / "p" / "backup" / "thesis.tex").read_text() == "x"
     assert [p.name for p in (tmp_path / "p").rglob("*")] == ["backup", "thesis.tex"]
 
@@ -245,6 +246,10 @@ def test_resume_from_the_command_line_takes_the_runs_own_settings(folder_run, ca
     assert main(["train", "--run-dir", str(folder_run), "--resume"]) == 0
     out = capsys.readouterr().out
     assert "nothing to train" in out and "best (epoch" in out
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(folder_run)]) == 2
+    assert capsys.readouterr().err.startswith(f"keras-dml train: error: argument --run-dir: run directory {folder_run} "
+                                              "already holds a run: choose another directory, or resume it; pass "
+                                              "--resume.")
 
 
 @tensorflow_only

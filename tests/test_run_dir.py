@@ -275,7 +275,8 @@ def test_a_nan_loss_stops_keras_dmls_own_loop_too(tmp_path):
 
 def test_a_directory_holding_a_run_needs_resume_and_the_same_settings(straight):
     path, _ = straight
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(ValueError, match="already holds a run: choose another directory, or resume it; "
+                                         "pass resume=True"):
         training.train(CONFIG, path, verbose=0)
     with pytest.raises(ValueError, match="learning_rate"):
         training.train({**CONFIG, "learning_rate": 0.5}, path, resume=True, verbose=0)

@@ -144,13 +144,13 @@ def _check_run_dir(run, config, resume):
     """Refuse a directory holding another run, or a resume that cannot work (before anything is built)."""
     if run.holds_run():
         if not resume:
-            raise checks.ArgumentError("resume", f"run directory {run.path} already holds a run: resume it, or "
-                                                 "choose another directory", {"resume": True})
+            raise checks.ArgumentError("run_dir", f"run directory {run.path} already holds a run: choose another "
+                                                  "directory, or resume it", {"resume": True})
         saved = run.config()
         changed = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
         if changed:
-            raise checks.ArgumentError(changed[0], f"cannot resume {run.path}: its config differs in {changed}; resume with its own "
-                             "settings, or train into another directory.")
+            raise checks.ArgumentError(changed[0], f"cannot resume {run.path}: its config differs in {changed}; "
+                                                   "resume with its own settings, or train into another directory.")
         if not run.is_finished():
             run.committed_epoch(config.epochs)  # refuses inconsistent backups now
     elif resume and run.path.exists() and any(run.path.iterdir()):
