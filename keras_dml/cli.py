@@ -8,27 +8,31 @@
     keras-dml export runs/demo --out exported/demo
 
 Errors are one or two lines in the command line's terms with exit status 2 (`--debug`
-shows the traceback). `--help` starts no TensorFlow, and TensorFlow's start-up logs are
-silenced (TF_CPP_MIN_LOG_LEVEL, absl, and stderr during its import).
+shows the traceback): a library error that names its argument (`checks.ArgumentError`)
+is shown with that argument's flag, and the settings that would fix it as flags. Warnings
+are shown one line each at the end (a failed command only counts them). `--help` starts
+no TensorFlow (it reads the valid names from `keras_dml.names`), and TensorFlow's
+start-up logs are silenced (TF_CPP_MIN_LOG_LEVEL, absl, and stderr during its import).
 """
 import argparse
+import json
 import os
-import re
 import sys
+import warnings
 from pathlib import Path
 
-WEIGHTS = ("best", "final")
-USAGE_ERROR = 2
+from keras_dml import checks, names
 
-# Library messages name Python arguments; the command line has flags.
-PYTHON_TO_CLI = [
-    (re.compile(r"resume=True \(--resume\)"), "--resume"),
-    (re.compile(r"pass overwrite=True"), "pass --overwrite"),
-    (re.compile(r"overwrite=True"), "--overwrite"),
-    (re.compile(r"pass its path as weights='([^']*)'"), r"pass its path with --set weights=\1"),
-    (re.compile(r"call load_dataset\('([^']+)', manual_dir='([^']+)'\)"), r"pass --set manual_dir=\2"),
-    (re.compile(r"pass download=True"), "pass --set data_options='{\"download\": true}'"),
-]
+USAGE_ERROR = 2
+# The flags of the library's argument names, by command; train and demo take the others as --set KEY=VALUE.
+FLAGS = {
+    "train": {"run_dir": "--run-dir", "resume": "--resume"},
+    "demo": {"run_dir": "--run-dir"},
+    "evaluate": {"weights": "--weights", "dataset": "--dataset", "split": "--split", "k": "--k",
+                 "batch_size": "--batch-size", "plots": "--plots"},
+    "export": {"directory": "--out", "overwrite": "--overwrite", "weights": "--weights", "formats": "--formats",
+               "pixel_scale": "--pixel-scale", "include_preprocessing": "--float-input"},
+}
 METRICS_LINE = ("Recall@1: the share of held-out images whose nearest neighbour is of their class. "
                 "MAP@R: mean average precision over each image's R nearest neighbours "
                 "(R = the other images of its class); 1 is perfect.")
@@ -38,23 +42,66 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command != "recipes":
         _quiet_tensorflow(args.debug)
-    try:
+    if args.debug:
         return args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, OSError, RuntimeError) as error:
-        if args.debug:
-            raise
-        print(f"keras-dml {args.command}: error: {cli_terms(str(error))}\n(--debug shows the traceback)",
-              file=sys.stderr)
-        return USAGE_ERROR
+    with warnings.catch_warnings(record=True) as caught:  # the filters stay as they are
+        try:
+            code = args.handler(args)
+        except KeyboardInterrupt:
+            return 130
+        except (ValueError, OSError, RuntimeError) as error:
+            counted = f" and {len(caught)} warning{'s' * (len(caught) > 1)}" if caught else ""
+            print(f"keras-dml {args.command}: error: {describe_error(args.command, error)}\n"
+                  f"(--debug shows the traceback{counted})", file=sys.stderr)
+            return USAGE_ERROR
+    _print_warnings(args.command, caught)
+    return code
 
 
-def cli_terms(message):
-    """`message` with the Python arguments it names translated to this command line's flags."""
-    for pattern, replacement in PYTHON_TO_CLI:
-        message = pattern.sub(replacement, message)
-    return message
+def describe_error(command, error):
+    """`error` in this command line's terms: an `ArgumentError` with its flag and its remedies as flags."""
+    if not isinstance(error, checks.ArgumentError):
+        return str(error)
+    message = error.describe(lambda name, value: _spell(command, name, value))
+    flag = _flag(command, error.name)
+    return f"argument {flag}: {message}" if flag else message
+
+
+def _flag(command, name):
+    """The flag of the library argument `name` in `command`, or None."""
+    from keras_dml.training import TrainConfig
+
+    if name in FLAGS.get(command, {}):
+        return FLAGS[command][name]
+    if command in ("train", "demo") and name in TrainConfig.names():
+        return f"--set {name}"
+    return None
+
+
+def _spell(command, name, value):
+    """`name=value` as this command line takes it: a flag, `--set KEY=VALUE`, or a dataset option."""
+    flag = _flag(command, name)
+    if flag and flag.startswith("--set "):
+        text = value if isinstance(value, str) else json.dumps(value)
+        return f"{flag}={text}"
+    if flag and isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    if flag:
+        return f"{flag} {value}"
+    if command in ("train", "demo"):  # what else a run passes on goes to the dataset
+        return f"--set data_options='{json.dumps({name: value})}'"
+    return checks.python_spelling(name, value)
+
+
+def _print_warnings(command, caught):
+    """The warnings of a command, one line each; repeats of one warning (same place) as a count."""
+    groups = {}
+    for warning in caught:
+        groups.setdefault((warning.category, warning.filename, warning.lineno), []).append(warning)
+    for group in groups.values():
+        first = str(group[0].message).strip().splitlines()[0] if str(group[0].message).strip() else ""
+        more = f" (and {len(group) - 1} more like it)" if len(group) > 1 else ""
+        print(f"keras-dml {command}: warning: {first}{more}", file=sys.stderr)
 
 
 def _quiet_tensorflow(debug):
@@ -107,14 +154,20 @@ def _config(recipe, overrides, resume_dir):
 
 
 def _parse_settings(pairs):
-    """`key=value` strings -> `{key: value}`, each value parsed as its setting's type."""
+    """`key=value` strings (of every --set) -> `{key: value}`, each value parsed as its setting's type.
+
+    A key given twice is an error: which of the two was meant is not for us to guess.
+    """
     from keras_dml.training import TrainConfig
 
-    settings = {}
+    settings, given = {}, {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes key=value pairs; got {pair!r}.")
+        if key in given:
+            raise checks.ArgumentError(key, f"{key} is set twice ({given[key]} and {pair}); set it once.")
+        given[key] = pair
         settings[key] = TrainConfig.parse(key, value)
     return settings
 
@@ -237,16 +290,12 @@ def _load(source, weights, dataset=None):
 
 def _load_keras_file(path):
     """The embedder in a `.keras` file (a MetricModel's embedder part)."""
-    import keras
-
-    import keras_dml.layers
-    import keras_dml.losses
-    import keras_dml.models  # noqa: F401  (the imports register keras_dml's classes)
+    from keras_dml.training.run_dir import load_keras_file
 
     path = Path(path)
     if path.suffix != ".keras" or not path.is_file():
         raise ValueError(f"{path} is neither a run directory nor a .keras file.")
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_file(path)
     return getattr(model, "embedder", model)
 
 
@@ -260,13 +309,15 @@ def _export(args):
     return 0
 
 
-def _export_run(source, out, weights, formats=("saved_model", "onnx"), float_input=False, verify=True,
+def _export_run(source, out, weights, formats=names.EXPORT_FORMATS, float_input=False, verify=True,
                 overwrite=False, pixel_scale=None, skip_on_backend=False):
     import keras
 
     from keras_dml.export import describe_export, export_embedder
     from keras_dml.training import RunDir
 
+    if pixel_scale is not None:
+        pixel_scale = checks.pixel_scale(pixel_scale)
     if source.is_dir():
         run = RunDir(source)
         embedder, metrics = run.load_embedder(weights), run.metrics_of(weights)
@@ -328,7 +379,8 @@ def build_parser():
     demo.add_argument("--run-dir", default="runs/demo",
                       help="run directory (default runs/demo; runs/demo-2, ... when it holds a run)")
     demo.add_argument("--export-dir", help="where the export goes (default RUN_DIR/export; '' to skip)")
-    demo.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change demo settings")
+    demo.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                      help="change demo settings (several --set add up; each key once)")
     demo.set_defaults(handler=_demo)
 
     train = commands.add_parser(
@@ -339,8 +391,9 @@ def build_parser():
     train.add_argument("--recipe", help="recipe name, e.g. cars196-potential-field or digits-triplet-easy")
     train.add_argument("--run-dir", help="run directory (default runs/RECIPE)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                       help="override recipe settings, e.g. --set learning_rate=3e-5 dataset=photos/")
+    train.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                       help="override recipe settings, e.g. --set learning_rate=3e-5 dataset=photos/ "
+                            "(several --set add up; each key once)")
     train.set_defaults(handler=_train)
 
     recipes = commands.add_parser("recipes", help="list the training recipes, or show one with its sources",
@@ -355,9 +408,9 @@ def build_parser():
                     "A run directory is evaluated on its own dataset and test split, the same way training "
                     "evaluates it.")
     evaluate.add_argument("model", help="a run directory, or a .keras file (then --dataset)")
-    evaluate.add_argument("--weights", choices=WEIGHTS, default="best",
+    evaluate.add_argument("--weights", choices=names.WEIGHTS, default="best",
                           help="best (highest val MAP@R, default) or final epoch")
-    evaluate.add_argument("--dataset", help="another dataset than the run's: digits, cars196, cub200, sop, "
+    evaluate.add_argument("--dataset", help=f"another dataset than the run's: {', '.join(names.DATASETS)}, "
                                             "or an image folder")
     evaluate.add_argument("--split", default="test", choices=("train", "test"))
     evaluate.add_argument("--k", type=int, nargs="*", default=[1, 2, 4, 8])
@@ -372,9 +425,9 @@ def build_parser():
                     "with Keras. The input scale recorded in the run directory is used unless --pixel-scale.")
     export.add_argument("model", help="a run directory, or a .keras file")
     export.add_argument("--out", required=True, help="target directory")
-    export.add_argument("--weights", choices=WEIGHTS, default="best",
+    export.add_argument("--weights", choices=names.WEIGHTS, default="best",
                         help="best (highest val MAP@R, default) or final epoch")
-    export.add_argument("--formats", nargs="*", default=["saved_model", "onnx"])
+    export.add_argument("--formats", nargs="+", choices=names.EXPORT_FORMATS, default=list(names.EXPORT_FORMATS))
     export.add_argument("--float-input", action="store_true",
                         help="take the embedder's float input instead of raw uint8 pixels")
     export.add_argument("--pixel-scale", type=float,

@@ -36,7 +36,7 @@ import contextlib
 
 import keras
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+from keras_dml.names import STRATEGIES
 
 
 def make_strategy(name="default"):

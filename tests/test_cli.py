@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dml.cli import build_parser, cli_terms, main
+from keras_dml import checks
+from keras_dml.cli import _config, build_parser, describe_error, main
 from keras_dml.training import RunDir
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
@@ -38,14 +39,29 @@ def test_recipes_command_lists_and_shows_sources(capsys):
     assert "supplement via a secondary source" in lines["warmup_epochs"] and "paper" in lines["loss.alpha"]
 
 
-def test_python_arguments_become_flags():
-    assert cli_terms("x exists and is not empty; pass overwrite=True to replace it.") == \
-        "x exists and is not empty; pass --overwrite to replace it."
-    assert "--resume" in cli_terms("resume it with resume=True (--resume), or")
-    tfds = cli_terms("put them in one folder and call load_dataset('cars196', manual_dir='/path/to/that/folder'); "
-                     "TFDS verifies them. Or pass download=True to let TFDS try its original addresses.")
-    assert "pass --set manual_dir=/path/to/that/folder;" in tfds
-    assert """Or pass --set data_options='{"download": true}' to let""" in tfds
+def test_argument_errors_are_worded_with_their_flags():
+    from keras_dml.data.tfds_datasets import ArchivesNotFoundError
+    from keras_dml.export.atomic import ExportExistsError
+
+    exists = ExportExistsError("directory", "out holds a previous export", {"overwrite": True})
+    assert isinstance(exists, FileExistsError) and str(exists) == "out holds a previous export; pass overwrite=True."
+    assert describe_error("export", exists) == "argument --out: out holds a previous export; pass --overwrite."
+    archives = ArchivesNotFoundError("manual_dir", "not prepared", {"manual_dir": "/path/to/that/folder",
+                                                                    "download": True})
+    assert describe_error("train", archives) == ("argument --set manual_dir: not prepared; pass --set manual_dir="
+                                                 """/path/to/that/folder or --set data_options='{"download": true}'.""")
+    weights = checks.ArgumentError("weights", "backbone=mlp has no pretrained weights", {"weights": None})
+    assert describe_error("train", weights).endswith("pass --set weights=null.")
+    assert describe_error("export", checks.ArgumentError("weights", "no final.keras")) == \
+        "argument --weights: no final.keras"
+    assert describe_error("train", ValueError("plain")) == "plain"
+
+
+def test_repeated_set_flags_add_up():
+    args = build_parser().parse_args(["train", "--recipe", "digits-triplet-easy", "--set", "epochs=1",
+                                      "--set", "mixed_precision=mixed_bfloat16", "steps_per_epoch=2"])
+    config = _config(args.recipe, args.set, None)
+    assert (config["epochs"], config["mixed_precision"], config["steps_per_epoch"]) == (1, "mixed_bfloat16", 2)
 
 
 @pytest.mark.parametrize("arguments, said", [
@@ -56,6 +72,20 @@ def test_python_arguments_become_flags():
     (["train", "--recipe", "digits-triplet-easy", "--set", "dataset=no/such/folder"], "no/such/folder"),
     (["train", "--recipe", "digits-triplet-easy", "--set", "loss={\"class_name\": \"ArcFace\"}"], "ArcFace"),
     (["train", "--resume"], "--recipe"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "epochs=1", "--set", "epochs=2"],
+     "argument --set epochs: epochs is set twice (epochs=1 and epochs=2)"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "epochs=1", "seed=1", "epochs=2"], "epochs is set twice"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "data_options=[1]"],
+     'data_options takes a JSON object, e.g. data_options={"by": "font"'),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "weights=imagenet"],
+     "argument --set weights: backbone=mlp has no pretrained weights; got weights=imagenet; pass --set weights=null."),
+    (["train", "--recipe", "digits-triplet-easy", "--set", 'loss={"class_name": "TripletLoss", "config": '
+      '{"margin": "x"}}'], "argument --set loss: loss="),
+    (["train", "--recipe", "digits-triplet-easy", "--set", 'loss={"class_name": "TripletLoss", "config": '
+      '{"margin": "x"}}'], "margin must be a finite number; got margin='x'"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "learning_rate=inf"], "argument --set learning_rate"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "classes_per_batch=1000"], "classes_per_batch=1000"),
+    (["train", "--recipe", "digits-triplet-easy", "--set", "backbone=resnet5"], "argument --set backbone"),
 ])
 def test_errors_are_one_line_with_exit_2_and_leave_no_run_directory(tmp_path, capsys, arguments, said):
     run = tmp_path / "run"
@@ -63,6 +93,58 @@ def test_errors_are_one_line_with_exit_2_and_leave_no_run_directory(tmp_path, ca
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
     assert not run.exists()
+
+
+@pytest.mark.parametrize("scale", ["inf", "nan", "1e30", "0", "-1"])
+def test_export_pixel_scale_is_checked_in_one_line(tmp_path, capsys, scale):
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "out"), "--pixel-scale", scale]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-dml export: error: argument --pixel-scale: pixel_scale must be a number in")
+    assert len(err.strip().splitlines()) == 2 and not (tmp_path / "out").exists()
+
+
+def test_a_users_folder_is_not_touched_by_train(tmp_path, capsys):
+    (tmp_path / "p" / "backup").mkdir(parents=True)
+    (tmp_path / "p" / "backup" / "thesis.tex").write_text("x")
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(tmp_path / "p"),
+                 "--set", "epochs=2", "steps_per_epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --run-dir" in err and "holds no keras-dml run" in err
+    assert (tmp_path / "p" / "backup" / "thesis.tex").read_text() == "x"
+    assert [p.name for p in (tmp_path / "p").rglob("*")] == ["backup", "thesis.tex"]
+
+
+def test_a_folder_of_corrupt_images_is_two_lines(tmp_path, capsys):
+    for c in range(3):
+        (tmp_path / "bad" / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "bad" / f"c{c}" / f"{i}.png").write_text("not an image")
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(tmp_path / "run"), "--set",
+                 f"dataset={tmp_path / 'bad'}", "test_fraction=0.5", "backbone=small_cnn", "image_size=32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no readable images" in err[0] and "warning" in err[1], err
+    assert not (tmp_path / "run").exists()
+
+
+@tensorflow_only
+def test_a_nan_loss_exits_non_zero_and_says_so(tmp_path, capsys, monkeypatch):
+    from keras_dml.training import fit
+
+    build = fit._build_model
+
+    def nan_model(config, description):
+        model = build(config, description)
+        kernel = model.embedder.get_layer("embedding").kernel
+        kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+        return model
+
+    monkeypatch.setattr(fit, "_build_model", nan_model)
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(run), "--set", "epochs=2",
+                 "steps_per_epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert "the training loss is nan at epoch 1, step 1" in err and len(err.strip().splitlines()) == 2
+    assert not (run / "best.keras").exists() and not (run / "metrics.json").exists()
 
 
 def test_evaluate_and_export_errors(tmp_path, capsys):
@@ -110,7 +192,8 @@ def test_offline_pretrained_weights_say_what_to_do(tmp_path, capsys, monkeypatch
     photos = _image_folder(tmp_path / "photos", classes=4, images=2)
     run = tmp_path / "run"
     assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(run), "--set", f"dataset={photos}",
-                 "test_fraction=0.5", "backbone=mobilenetv3_small", "weights=imagenet", "image_size=32"]) == 2
+                 "test_fraction=0.5", "backbone=mobilenetv3_small", "weights=imagenet", "image_size=32",
+                 "classes_per_batch=2"]) == 2
     err = capsys.readouterr().err
     assert "could not download" in err and "--set weights=/path/to/file.h5" in err and "~/.keras/models" in err
     assert not run.exists()
@@ -146,11 +229,27 @@ def test_evaluate_final_equals_the_last_epoch_the_run_recorded(folder_run, capsy
 
 
 @tensorflow_only
+def test_a_truncated_model_is_reported_as_truncated(folder_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(folder_run, run)
+    (run / "best.keras").write_bytes((run / "best.keras").read_bytes()[:300])
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "best.keras is not a complete .keras file" in err and "truncated" in err and "not found" not in err
+
+
+@tensorflow_only
 def test_resume_from_the_command_line_takes_the_runs_own_settings(folder_run, capsys):
     capsys.readouterr()
     assert main(["train", "--run-dir", str(folder_run), "--resume"]) == 0
     out = capsys.readouterr().out
     assert "nothing to train" in out and "best (epoch" in out
+    assert main(["train", "--recipe", "digits-triplet-easy", "--run-dir", str(folder_run)]) == 2
+    assert capsys.readouterr().err.startswith(f"keras-dml train: error: argument --run-dir: run directory {folder_run} "
+                                              "already holds a run: choose another directory, or resume it; pass "
+                                              "--resume.")
 
 
 @tensorflow_only

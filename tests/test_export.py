@@ -169,8 +169,9 @@ def test_bad_models_and_arguments_give_clear_errors(small_embedder, tmp_path):
         export_embedder(feature_map, tmp_path / "a")
     with pytest.raises(ValueError, match=r"Unknown export format\(s\) \['tflite'\]"):
         export_embedder(small_embedder, tmp_path / "a", formats=("onnx", "tflite"))
-    with pytest.raises(ValueError, match="pixel_scale must be positive"):
-        export_embedder(small_embedder, tmp_path / "a", pixel_scale=0)
+    for scale in (0, float("inf"), 1e30):
+        with pytest.raises(ValueError, match=r"pixel_scale must be a number in \[1e-06, 1000\]"):
+            export_embedder(small_embedder, tmp_path / "a", pixel_scale=scale)
     with pytest.raises(ValueError, match="metrics must be a JSON-serialisable dict"):
         export_embedder(small_embedder, tmp_path / "a", metrics={"when": object()})
     with pytest.raises(ValueError, match="keras.Model"):

@@ -1,4 +1,4 @@
-"""The run directory under kills and tampering: one test per way it used to go wrong."""
+"""The run directory under kills, tampering and users' own files: one test per way it used to go wrong."""
 import json
 import shutil
 import signal
@@ -11,6 +11,7 @@ import pytest
 
 from keras_dml import training
 from keras_dml.training import RunDir, RunDirError
+from keras_dml.training.fit import NonFiniteLossError
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
 
@@ -153,21 +154,129 @@ def test_unfinished_run_has_no_final_model_and_says_how_to_resume(interrupted):
     assert RunDir(interrupted).load_embedder("best").output_shape == (None, 16)
 
 
-@pytest.mark.parametrize("change", [
-    {"learning_rate": -1.0},
-    {"loss": {"class_name": "ArcFaceLoss", "config": {}}},
-    {"dataset": "no/such/folder"},
-    {"loss": {"class_name": "TripletLoss", "config": {"margn": 0.1}}},
+def _two_class_folder(root):
+    from PIL import Image
+
+    for c in range(2):
+        (root / f"class_{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((12, 12, 3), 80 * c + i, "uint8")).save(root / f"class_{c}" / f"{i}.png")
+    return root
+
+
+PROXY_ANCHOR = {"class_name": "ProxyAnchorLoss", "config": {}}
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"learning_rate": -1.0}, "learning_rate"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"loss": {"class_name": "ArcFaceLoss", "config": {}}}, "ArcFaceLoss"),
+    ({"dataset": "no/such/folder"}, "no/such/folder"),
+    ({"loss": {"class_name": "TripletLoss", "config": {"margn": 0.1}}}, "margn"),
+    ({"loss": {"class_name": "TripletLoss", "config": {"margin": "x"}}}, "margin"),
+    ({"classes_per_batch": 1000}, "classes_per_batch"),
+    ({"loss": {**PROXY_ANCHOR, "config": {"embedding_dim": 8}}}, "embedding_dim=8"),
+    ({"loss": {**PROXY_ANCHOR, "config": {"num_classes": 3}}}, "num_classes=3"),
+    ({"dataset": "FOLDER", "test_fraction": 0.5, "backbone": "small_cnn", "image_size": 12}, "classes_per_batch"),
 ])
-def test_a_failed_start_leaves_no_directory(tmp_path, change):
-    with pytest.raises((ValueError, FileNotFoundError)):
+def test_a_failed_start_leaves_no_directory(tmp_path, change, said):
+    if change.get("dataset") == "FOLDER":
+        change = {**change, "dataset": str(_two_class_folder(tmp_path / "photos"))}
+    with pytest.raises((ValueError, FileNotFoundError), match=said):
         training.train({**CONFIG, **change}, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()
 
 
+def _contents(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+USERS_FOLDERS = {
+    "a thesis in backup/": {"backup/thesis.tex": b"x"},
+    "the user's best.keras": {"best.keras": b"my model"},
+    "only a history.jsonl": {"history.jsonl": b'{"epoch": 1}\n'},
+    "a temporary-looking file": {"sub/.notes.tmp-1": b"draft", ".a.tmp-2.keras": b"draft"},
+    "a config.json": {"config.json": b"{}", "metrics.json": b"{}"},
+}
+
+
+@pytest.mark.parametrize("folder", USERS_FOLDERS)
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_users_folder_is_refused_and_left_as_it_was(tmp_path, folder, resume):
+    run = tmp_path / "p"
+    for name, content in USERS_FOLDERS[folder].items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(content)
+    before = _contents(run)
+    with pytest.raises(RunDirError, match="holds no keras-dml run"):
+        training.train(CONFIG, run, resume=resume, verbose=0)
+    assert _contents(run) == before
+
+
+def test_a_run_deletes_and_overwrites_only_what_its_manifest_names(interrupted, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    users = {"backup/thesis.tex": b"x", ".notes.tmp-7": b"draft", "logs/.plot.tmp-3.png": b"png"}
+    for name, content in users.items():
+        (run / name).write_bytes(content)
+    (run / ".best.keras.tmp.keras").write_bytes(b"left by a kill")  # the temporary file of a recorded file
+    training.train(CONFIG, run, resume=True, verbose=0)
+    assert {name: (run / name).read_bytes() for name in users} == users
+    assert sorted(p.name for p in (run / "backup").iterdir()) == ["thesis.tex"]  # the backup's own files went
+    assert not (run / ".best.keras.tmp.keras").exists()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == sorted(p.name for p in run.iterdir() if p.is_file() and p.name not in
+                                               ("manifest.json", ".notes.tmp-7"))
+
+
+def test_a_file_in_a_run_that_keras_dml_did_not_write_is_never_overwritten(interrupted, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    (run / "final.keras").write_bytes(b"the user's")
+    with pytest.raises(RunDirError, match="final.keras is not a file keras-dml wrote"):
+        training.train(CONFIG, run, resume=True, verbose=0)
+    assert (run / "final.keras").read_bytes() == b"the user's" and not (run / "metrics.json").exists()
+
+
+def _poison(model):
+    """NaN weights: the loss is NaN at every step."""
+    kernel = model.embedder.get_layer("embedding").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        _poison(self.model)
+
+
+def test_a_nan_loss_stops_the_run_and_says_so(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="loss is nan at epoch 1, step 1"):
+        training.train(CONFIG, run, callbacks=[_PoisonWeights()], verbose=0)
+    assert not (run / "best.keras").exists() and not (run / "metrics.json").exists()
+    assert RunDir(run).history() == [] and not (run / "backup" / "state.json").exists()
+
+
+def test_a_nan_loss_stops_keras_dmls_own_loop_too(tmp_path):
+    import tensorflow as tf
+
+    from keras_dml.training import data, fit, loop
+
+    config = training.TrainConfig.from_dict(CONFIG)
+    description = data.describe(config)
+    model = fit._build_model(config, description)
+    model.compile(optimizer="adam")
+    _poison(model)
+    batches, _ = data.training_batches(config, description)
+    with pytest.raises(NonFiniteLossError, match="loss is nan"):
+        loop.fit(model, tf.distribute.get_strategy(), batches, epochs=1, steps_per_epoch=2,
+                 callbacks=[fit.StopOnNonFiniteLoss(RunDir(tmp_path))], verbose=0)
+
+
 def test_a_directory_holding_a_run_needs_resume_and_the_same_settings(straight):
     path, _ = straight
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(ValueError, match="already holds a run: choose another directory, or resume it; "
+                                         "pass resume=True"):
         training.train(CONFIG, path, verbose=0)
     with pytest.raises(ValueError, match="learning_rate"):
         training.train({**CONFIG, "learning_rate": 0.5}, path, resume=True, verbose=0)

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dml import training
+from keras_dml import checks, names, training
 from keras_dml.training import RunDir, TrainConfig, recipes
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow-backend training")
@@ -64,13 +64,31 @@ def test_settings_parse_as_their_type_and_bad_ones_name_the_setting():
         TrainConfig.parse("epochz", "3")
     with pytest.raises(ValueError, match="Unknown training setting"):
         TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match='data_options takes a JSON object, e.g. data_options={"by": "font"'):
+        TrainConfig.parse("data_options", "[1]")
     for bad, name in [({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"),
                       ({"test_fraction": 1.0}, "test_fraction"), ({"split_seed": "a"}, "split_seed"),
                       ({"data_options": []}, "data_options"), ({"weight_decay": 1e-4, "optimizer": "adam"}, "weight_decay"),
-                      ({"optimizer": "sgdx"}, "optimizer"), ({"loss": {"class": "TripletLoss"}}, "loss")]:
-        with pytest.raises(ValueError, match=name):
+                      ({"optimizer": "sgdx"}, "optimizer"), ({"loss": {"class": "TripletLoss"}}, "loss"),
+                      ({"learning_rate": float("inf")}, "learning_rate"), ({"learning_rate": float("nan")}, "learning_rate"),
+                      ({"proxy_lr_multiplier": float("inf")}, "proxy_lr_multiplier"),
+                      ({"weight_decay": float("inf"), "optimizer": "adamw"}, "weight_decay"),
+                      ({"backbone": "resnet5"}, "backbone"), ({"pooling": "mean"}, "pooling"),
+                      ({"weights": "imagenet", "backbone": "small_cnn"}, "weights"), ({"epochz": 1}, "epochz")]:
+        with pytest.raises(checks.ArgumentError, match=name) as error:
             TrainConfig.from_dict(bad)
+        assert error.value.name == name
     assert "learning_rate" in TrainConfig.describe_settings()
+
+
+def test_the_settings_help_lists_the_names_the_checks_take():
+    help_lines = {line.split()[0]: line for line in TrainConfig.describe_settings().splitlines()}
+    for setting, valid in [("dataset", names.DATASETS), ("backbone", names.BACKBONES), ("pooling", names.POOLINGS),
+                           ("optimizer", names.OPTIMIZERS), ("strategy", names.STRATEGIES)]:
+        for name in valid:
+            assert name in help_lines[setting], (setting, name)
+            TrainConfig.from_dict({setting: name, **({"pooling": "avg"} if setting == "backbone" else {})})
+    assert "glyphs" in help_lines["dataset"]
 
 
 def test_every_recipe_loss_builds_through_losses_get():

@@ -39,6 +39,7 @@ from typing import Callable
 import tensorflow as tf
 
 from keras_dml import checks
+from keras_dml.names import DATASETS
 from keras_dml.data import augment, folders, tfds_datasets
 from keras_dml.data.splits import select_classes, split_classes
 
@@ -252,7 +253,6 @@ DATASET_INFOS = {
     "cub200": _tfds_info("cub200", "TFDS caltech_birds2011, its train + test images; classes 1-100 / 101-200"),
     "sop": _tfds_info("sop", "TFDS stanford_online_products; Ebay_train / Ebay_test classes"),
 }
-DATASETS = tuple(DATASET_INFOS)
 
 
 def folder_info(path):

@@ -12,6 +12,12 @@ import pathlib
 
 import tensorflow as tf
 
+from keras_dml import checks
+
+
+class ArchivesNotFoundError(checks.ArgumentError, FileNotFoundError):
+    """A TFDS dataset that is not prepared and whose archives are not in `manual_dir`."""
+
 
 @dataclasses.dataclass(frozen=True)
 class TFDSDataset:
@@ -90,13 +96,12 @@ def _prepare(name, spec, builder, manual_dir, download):
             for filename in missing
         )
         searched = "no manual_dir given" if manual_dir is None else f"manual_dir={manual_dir}"
-        raise FileNotFoundError(
+        raise ArchivesNotFoundError(
+            "manual_dir",
             f"Dataset {name!r} (TFDS builder {spec.builder!r}) is not prepared in {builder.data_dir}, "
             f"and its original archives were not found ({searched}). Missing:\n{wanted}\n"
-            f"Obtain them from {spec.source}, put them in one folder and call "
-            f"load_dataset({name!r}, manual_dir='/path/to/that/folder'); TFDS verifies the "
-            "checksums and prepares the dataset once into data_dir. Or pass download=True to let "
-            "TFDS try its original addresses. See docs/data.md."
-        )
+            f"Obtain them from {spec.source} and put them in one folder, which TFDS verifies (checksums) "
+            "and prepares once into data_dir; or let TFDS try its original addresses (see docs/data.md)",
+            {"manual_dir": "/path/to/that/folder", "download": True})
     config = tfds.download.DownloadConfig(manual_dir=None if manual_dir is None else os.fspath(manual_dir))
     builder.download_and_prepare(download_config=config)

@@ -31,12 +31,17 @@ import time
 import uuid
 from pathlib import Path
 
+from keras_dml import checks
 from keras_dml.export import interrupts, model_card
 from keras_dml.export.layout import ARTEFACT_NAMES
 
 OWNER_FILE = "owner.json"
 CONTENT_DIR = "export"
 PREVIOUS_DIR = "previous"  # the replaced export, kept only by the two-rename fallback
+
+
+class ExportExistsError(checks.ArgumentError, FileExistsError):
+    """The target holds a previous export, and `overwrite` was not given."""
 
 
 def write_atomically(directory, overwrite, write):
@@ -78,10 +83,10 @@ def check_target(target, overwrite):
     if not names:
         return
     if model_card.read_card(target) is None or not set(names) <= set(ARTEFACT_NAMES):
-        raise ValueError(f"directory={str(target)!r} holds files an export did not write ({names[:6]}); export "
+        raise checks.ArgumentError("directory", f"directory={str(target)!r} holds files an export did not write ({names[:6]}); export "
                          "never replaces them, not even with overwrite=True: choose a new or empty directory.")
     if not overwrite:
-        raise FileExistsError(f"{target} holds a previous export; pass overwrite=True to replace it.")
+        raise ExportExistsError("directory", f"{target} holds a previous export", {"overwrite": True})
 
 
 def remove_stale_staging(target):

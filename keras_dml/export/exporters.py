@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional
 
+from keras_dml import checks
 from keras_dml.export import atomic, model_card, tensorflow_process, verification, write
 from keras_dml.export.layout import FORMATS, ONNX_FILE, ONNX_OPSET, OUTPUT_NAME, SCORER_ONNX_FILE, SCORES_NAME
 
@@ -49,8 +50,7 @@ def export_embedder(model, directory, formats=FORMATS, include_preprocessing=Tru
     formats = _check_formats(formats)
     input_shape = _check_embedder(embedder)
     metrics = _check_metrics(metrics)
-    if not pixel_scale > 0:
-        raise ValueError(f"pixel_scale must be positive; got pixel_scale={pixel_scale!r}.")
+    pixel_scale = checks.pixel_scale(pixel_scale)
 
     def write_verified(staging):
         _write_layer(embedder, staging, "embedder", formats, opset, include_preprocessing, pixel_scale)

@@ -5,7 +5,8 @@
         embedder.onnx       ONNX_FILE (a PDDM scorer: SCORER_ONNX_FILE)
         model_card.json     CARD_FILE
 """
-FORMATS = ("saved_model", "onnx")
+from keras_dml.names import EXPORT_FORMATS as FORMATS
+
 SAVED_MODEL_DIR = "saved_model"
 ONNX_FILE = "embedder.onnx"
 SCORER_ONNX_FILE = "pddm_scorer.onnx"

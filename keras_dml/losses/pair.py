@@ -113,8 +113,8 @@ class ContrastiveLoss(PairLoss):
                  cross_replica=True, name=None, semihard_fallback="nearest"):
         super().__init__(positive=positive, negative=negative, normalize=normalize,
                          cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
-        self.pos_margin = float(pos_margin)
-        self.neg_margin = float(neg_margin)
+        self.pos_margin = checks.number(pos_margin, "pos_margin")
+        self.neg_margin = checks.number(neg_margin, "neg_margin")
 
     def terms(self, labels, embeddings):
         mined = self.mine(labels, embeddings)
@@ -160,7 +160,7 @@ class TripletLoss(PairLoss):
                  semihard_fallback="nearest"):
         super().__init__(positive=positive, negative=negative, normalize=normalize,
                          cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
-        self.margin = float(margin)
+        self.margin = checks.number(margin, "margin")
 
     def terms(self, labels, embeddings):
         mined = self.mine(labels, embeddings)
@@ -257,8 +257,8 @@ class MultiSimilarityLoss(MetricLoss):
         super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
         self.alpha = checks.positive(alpha, "alpha")
         self.beta = checks.positive(beta, "beta")
-        self.base = float(base)
-        self.epsilon = float(epsilon)
+        self.base = checks.number(base, "base")
+        self.epsilon = checks.number(epsilon, "epsilon")
 
     def terms(self, labels, embeddings):
         sim = distances.dot_product(embeddings)

@@ -15,8 +15,10 @@ Example:
 """
 import keras
 
+from keras_dml import checks
 from keras_dml.layers import ChannelNormalization, get_pooling
 from keras_dml.models import transformers
+from keras_dml.names import BACKBONES, SMALL_BACKBONES
 
 # Keras's ResNet-50 was trained on BGR images minus these channel means ("caffe" mode).
 RESNET_CAFFE_MEAN = (103.939, 116.779, 123.68)
@@ -32,9 +34,11 @@ APPLICATIONS = {
     "mobilenetv3_small": ("MobileNetV3Small", {"include_preprocessing": True}),
     "mobilenetv3_large": ("MobileNetV3Large", {"include_preprocessing": True}),
 }
-SMALL_BACKBONES = ("small_cnn", "mlp")
-BACKBONES = tuple(APPLICATIONS) + tuple(transformers.TRANSFORMERS) + SMALL_BACKBONES
 MIN_APPLICATION_SIZE = 32
+
+
+class DownloadError(checks.ArgumentError, ConnectionError):
+    """Pretrained `weights` that could not be downloaded."""
 
 
 def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weights=None, pooling="avg",
@@ -156,11 +160,11 @@ def _backbone(backbone, input_shape, weights, backbone_options=None):
         except Exception as error:  # Keras raises a bare Exception when a download fails
             if "URL fetch failure" not in str(error):
                 raise
-            raise ConnectionError(
-                f"weights={weights!r}: Keras could not download the pretrained {backbone} weights ({error}). "
-                "Without network, copy the weights file from a machine that has it (Keras keeps it in "
-                "~/.keras/models/) to the same folder here, or pass its path as weights='/path/to/file.h5'."
-            ) from None
+            raise DownloadError(
+                "weights", f"weights={weights!r}: Keras could not download the pretrained {backbone} weights "
+                f"({error}). Without network, copy the weights file from a machine that has it (Keras keeps it "
+                "in ~/.keras/models/) to the same folder here, or give its path",
+                {"weights": "/path/to/file.h5"}) from None
         net.name = "backbone"
         return net
     layers = keras.layers

@@ -21,11 +21,11 @@ import importlib
 from keras_dml.training.config import TrainConfig
 from keras_dml.training.recipes import RECIPES, get_recipe
 
-_LAZY = {"train": "fit", "build_optimizer": "fit", "make_strategy": "fit",
+_LAZY = {"train": "fit", "build_optimizer": "fit", "make_strategy": "fit", "NonFiniteLossError": "fit",
          "RunDir": "run_dir", "RunDirError": "run_dir"}
 
-__all__ = ["RECIPES", "RunDir", "RunDirError", "TrainConfig", "build_optimizer", "get_recipe", "make_strategy",
-           "train"]
+__all__ = ["RECIPES", "NonFiniteLossError", "RunDir", "RunDirError", "TrainConfig", "build_optimizer", "get_recipe",
+           "make_strategy", "train"]
 
 
 def __getattr__(name):

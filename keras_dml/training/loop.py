@@ -19,8 +19,8 @@ replicas' gradients itself (Keras's TensorFlow optimizer all-reduces in a replic
 context, each part of a `MultiOptimizer` its own variables), so the step sums them
 exactly once. Callbacks get what `fit` gives them: `on_epoch_end(epoch, logs)` with
 `logs["loss"]` the mean of the epoch's step losses, `model.stop_training`, a
-`keras.callbacks.History` as `model.history`, `TerminateOnNaN`, and a progress bar on
-the chief.
+`keras.callbacks.History` as `model.history`, and a progress bar on the chief (the
+caller adds the stop on a non-finite loss, `fit.StopOnNonFiniteLoss`, as for `model.fit`).
 
 Only the chief writes the run directory; every other worker writes its own copy to a
 temporary directory (`worker_run_dir`), as Keras's `BackupAndRestore` does, and
@@ -73,7 +73,7 @@ def fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch=0, call
     step = _train_step(model, strategy, jit_compile)
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     callback_list = keras.callbacks.CallbackList(
-        [*callbacks, keras.callbacks.TerminateOnNaN()], add_history=True,
+        list(callbacks), add_history=True,
         add_progbar=bool(verbose) and is_chief(strategy), model=model, verbose=verbose, epochs=epochs,
         steps=steps_per_epoch)
     model.stop_training = False
