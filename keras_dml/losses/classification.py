@@ -45,8 +45,8 @@ class SoftmaxProxyLoss(ProxyLoss):
         super().__init__(num_classes, embedding_dim, proxies_per_class=proxies_per_class, **kwargs)
 
     def terms(self, labels, embeddings):
-        proxies = distances.l2_normalize(self.proxies)
-        cosines = ops.einsum("nd,c...d->nc...", embeddings, proxies)
+        proxies = distances.l2_normalize(ops.reshape(self.proxies, (-1, self.embedding_dim)))
+        cosines = ops.reshape(distances.dot_product(embeddings, proxies), (-1, *self.proxy_shape))
         positive = ops.equal(self.class_ids(labels)[:, None], ops.arange(self.num_classes, dtype="int32")[None, :])
         logits, target = self.logits(positive, cosines)
         return ops.logsumexp(logits, axis=1) - target, ops.ones_like(target, dtype="bool")
