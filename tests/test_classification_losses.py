@@ -114,6 +114,8 @@ def test_empty_batch_gives_exactly_zero(case):
     (lambda: losses.ArcFaceLoss(3, margin=np.pi), "margin"),
     (lambda: losses.ArcFaceLoss(3, scale=0.0), "scale"),
     (lambda: losses.ArcFaceLoss(3, normalize=False), "normalize"),
+    (lambda: losses.ArcFaceLoss(3, distance="squared_euclidean"), "distance='squared_euclidean'"),
+    (lambda: losses.SoftTripleLoss(3, distance="dot"), "distance='dot'"),
     (lambda: losses.CosFaceLoss(3, margin=2.0), "margin"),
     (lambda: losses.CosFaceLoss(3, scale=-1.0), "scale"),
     (lambda: losses.SubCenterArcFaceLoss(3, sub_centers=0), "sub_centers"),

@@ -33,16 +33,26 @@ class SoftmaxProxyLoss(ProxyLoss):
     Subclasses implement `logits(positive, cosines) -> (logits (n, C), target (n,))` with
     `target[i] = logits[i, y_i]`; `cosines` is `(n, C)` (one proxy per class) or
     `(n, C, K)`, `positive` the `(n, C)` one-hot mask of the labels. The logits are
-    functions of cosines, so the embeddings are always normalised (`normalize=True`).
+    functions of cosines, so the embeddings are always normalised (`normalize=True`),
+    and `distance` (a `keras_dml.distances` name) must be one of `DISTANCES`.
     """
 
-    def __init__(self, num_classes, embedding_dim=None, proxies_per_class=None, normalize=True, **kwargs):
+    DISTANCES = ("cosine",)
+
+    def __init__(self, num_classes, embedding_dim=None, proxies_per_class=None, distance="cosine", normalize=True,
+                 **kwargs):
         if normalize is not True:
             raise ValueError(
                 f"normalize: {type(self).__name__} works on cosines, so it normalises the embeddings; "
                 f"got normalize={normalize!r}."
             )
+        if not isinstance(distance, str) or distance not in self.DISTANCES:
+            raise ValueError(
+                f"distance={distance!r} cannot be used by {type(self).__name__}, whose logits are made from "
+                f"cosines; expected one of {list(self.DISTANCES)}."
+            )
         super().__init__(num_classes, embedding_dim, proxies_per_class=proxies_per_class, **kwargs)
+        self.distance = distance
 
     def terms(self, labels, embeddings):
         proxies = distances.l2_normalize(ops.reshape(self.proxies, (-1, self.embedding_dim)))
@@ -53,6 +63,9 @@ class SoftmaxProxyLoss(ProxyLoss):
 
     def logits(self, positive, cosines):
         raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "distance": self.distance}
 
 
 def _target(positive, values):
@@ -279,11 +292,12 @@ class ProxyNCALoss(SoftmaxProxyLoss):
     True
     """
 
+    DISTANCES = tuple(distances.DISTANCES)
+
     def __init__(self, num_classes, embedding_dim=None, scale=1.0, distance="squared_euclidean", **kwargs):
         scale = checks.positive(scale, "scale")
-        distance = checks.one_of(distance, "distance", tuple(distances.DISTANCES))
-        super().__init__(num_classes, embedding_dim, **kwargs)
-        self.scale, self.distance = scale, distance
+        super().__init__(num_classes, embedding_dim, distance=distance, **kwargs)
+        self.scale = scale
 
     def logits(self, positive, cosines):
         # On unit vectors every distance is a function of the cosine.
@@ -296,4 +310,4 @@ class ProxyNCALoss(SoftmaxProxyLoss):
         return logits, _target(positive, logits)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "distance": self.distance}
+        return {**super().get_config(), "scale": self.scale}
