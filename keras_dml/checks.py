@@ -111,6 +111,13 @@ def non_negative(value, name):
     return float(value)
 
 
+def half_open(value, name, low, high):
+    """`value` as a float; a `ValueError` naming `name` unless `low <= value < high`."""
+    if not low <= _real(value, name) < high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}); got {name}={value!r}.")
+    return float(value)
+
+
 def fraction(value, name):
     """`value` as a float; a `ValueError` naming `name` unless `0 < value <= 1`."""
     if not 0 < _real(value, name) <= 1:
@@ -129,3 +136,22 @@ def pixel_scale(value, name="pixel_scale"):
         raise ArgumentError(name, f"{name} must be a number in [{low:g}, {high:g}] (1/255 for [0, 1] inputs, "
                                   f"1 for [0, 255]); got {name}={value!r}.")
     return float(value)
+
+
+def built_width(shape, embedding_dim, owner):
+    """The width (last dimension of `shape`) that `owner` builds its weights for.
+
+    A `ValueError` naming `embedding_dim` when the width is unknown, or differs from
+    `embedding_dim` when that was given (an optional check of the data's shape).
+    """
+    width = None if shape is None or not len(shape) else shape[-1]
+    if width is None:
+        raise ValueError(
+            f"embedding_dim: {owner} cannot take its width from an embeddings shape of {shape}; "
+            "pass embedding_dim= or build it on embeddings of known width."
+        )
+    if embedding_dim is not None and int(width) != embedding_dim:
+        raise ValueError(
+            f"embeddings have dimension {width} but {owner} has embedding_dim={embedding_dim}."
+        )
+    return int(width)

@@ -104,3 +104,76 @@ def multi_similarity(x, y, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
         neg = np.log1p(sum(np.exp(beta * (s[i, k] - base)) for k in kept_n)) / beta
         terms.append(pos + neg)
     return np.mean(terms) if terms else 0.0
+
+
+# Classification-style criteria (keras_dml/losses/classification.py): one sample at a time.
+
+def _cross_entropy(logits, target):
+    """`log sum_c exp(logits_c) - logits_target` for one sample."""
+    top = max(logits)
+    return top + np.log(sum(np.exp(v - top) for v in logits)) - logits[target]
+
+
+def _cosines(x, proxies):
+    """Cosines `(n, C)` or `(n, C, K)` between samples and each class's proxies."""
+    return np.einsum("nd,c...d->nc...", normalize(x), normalize(proxies.reshape(-1, proxies.shape[-1])).reshape(proxies.shape))
+
+
+def normalized_softmax(x, y, proxies, temperature=0.05):
+    c = _cosines(x, proxies)
+    return np.mean([_cross_entropy(c[i] / temperature, y[i]) for i in range(len(y))]) if len(y) else 0.0
+
+
+def cosface(x, y, proxies, margin=0.35, scale=64.0):
+    terms = []
+    for i in range(len(y)):
+        logits = scale * _cosines(x, proxies)[i]
+        logits[y[i]] -= scale * margin
+        terms.append(_cross_entropy(logits, y[i]))
+    return np.mean(terms) if terms else 0.0
+
+
+def arcface(x, y, proxies, margin=0.5, scale=64.0):
+    """ArcFace; proxies `(C, K, D)` make it sub-center ArcFace (the best sub-center's cosine)."""
+    c = _cosines(x, proxies)
+    if c.ndim == 3:
+        c = c.max(axis=2)
+    terms = []
+    for i in range(len(y)):
+        cosine = c[i, y[i]]
+        angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+        logits = scale * c[i].copy()
+        logits[y[i]] = scale * (np.cos(angle + margin) if angle <= np.pi - margin else cosine - margin * np.sin(margin))
+        terms.append(_cross_entropy(logits, y[i]))
+    return np.mean(terms) if terms else 0.0
+
+
+def soft_triple(x, y, proxies, la=20.0, gamma=0.1, margin=0.01, tau=0.0):
+    c = _cosines(x, proxies)  # (n, C, K)
+    num_classes, k = proxies.shape[:2]
+    terms = []
+    for i in range(len(y)):
+        logits = []
+        for cls in range(num_classes):
+            weights = np.exp(c[i, cls] / gamma - np.max(c[i, cls] / gamma))
+            similarity = np.sum(weights / weights.sum() * c[i, cls])
+            logits.append(la * (similarity - (margin if cls == y[i] else 0.0)))
+        terms.append(_cross_entropy(logits, y[i]))
+    centers = normalize(proxies.reshape(-1, proxies.shape[-1])).reshape(proxies.shape)
+    spread = sum(np.sqrt(2 + 1e-5 - 2 * centers[cls, a] @ centers[cls, b])
+                 for cls in range(num_classes) for a in range(k) for b in range(a + 1, k))
+    regularizer = spread / (num_classes * k * (k - 1)) if k > 1 else 0.0
+    return np.mean(terms) + tau * regularizer if terms else 0.0
+
+
+def proxy_nca(x, y, proxies, scale=1.0, distance="squared_euclidean"):
+    x, p = normalize(x), normalize(proxies)
+    terms = []
+    for i in range(len(y)):
+        if distance in ("cosine", "dot"):
+            logits = [scale * (x[i] @ p[cls]) for cls in range(len(p))]
+        else:
+            power = 2 if distance == "squared_euclidean" else 1
+            logits = [-scale * np.linalg.norm(x[i] - p[cls]) ** power for cls in range(len(p))]
+        terms.append(_cross_entropy(logits, y[i]))
+    return np.mean(terms) if terms else 0.0

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 CORE_TESTS = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py"]
+# The classification-style criteria: their compiled value against the reference, NaN on bad input, empty batches.
+CORE_TESTS += [f"tests/test_classification_losses.py::{name}" for name in (
+    "test_under_xla_the_value_matches_and_bad_input_gives_nan", "test_empty_batch_gives_exactly_zero")]
 
 
 def test_loss_core_passes_on_jax():

@@ -61,7 +61,7 @@ def test_task_arguments_fill_only_what_the_class_takes_and_the_config_lacks():
         (3, "loss must be"),
         ({"config": {}}, "loss must be"),
         ({"class_name": "TripletLoss", "config": {"margni": 0.1}}, r"Unknown TripletLoss config key\(s\) \['margni'\]"),
-        ("PDDMLoss", "PDDMLoss needs embedding_dim"),
+        ("ProxyAnchorLoss", "ProxyAnchorLoss needs num_classes"),  # embedding_dim is optional (build)
         ({"class_name": "TripletLoss", "config": {"negative": "hardest"}}, "negative"),
     ],
 )

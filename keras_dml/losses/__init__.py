@@ -10,6 +10,9 @@ import inspect
 import keras
 
 from keras_dml.losses.base import MetricLoss, TrainableMetricLoss
+from keras_dml.losses.classification import (
+    ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss, SubCenterArcFaceLoss,
+)
 from keras_dml.losses.density import DensityAdaptive, density_regularizer
 from keras_dml.losses.pair import ContrastiveLoss, MultiSimilarityLoss, NPairLoss, PairLoss, TripletLoss
 from keras_dml.losses.pddm import PDDMLoss
@@ -20,6 +23,7 @@ __all__ = [
     "ContrastiveLoss", "TripletLoss", "NPairLoss", "MultiSimilarityLoss",
     "DensityAdaptive", "density_regularizer",
     "PotentialFieldLoss", "ProxyAnchorLoss", "PDDMLoss",
+    "ArcFaceLoss", "CosFaceLoss", "SubCenterArcFaceLoss", "NormalizedSoftmaxLoss", "SoftTripleLoss", "ProxyNCALoss",
     "get", "serialize", "LOSSES",
 ]
 
@@ -29,6 +33,7 @@ LOSSES = {
     for cls in (
         ContrastiveLoss, TripletLoss, NPairLoss, MultiSimilarityLoss, DensityAdaptive,
         PotentialFieldLoss, ProxyAnchorLoss, PDDMLoss,
+        ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss, NormalizedSoftmaxLoss, SoftTripleLoss, ProxyNCALoss,
     )
 }
 # Constructor arguments that `get` fills from the task when a configuration lacks them.
@@ -87,9 +92,10 @@ def get(identifier, *, num_classes=None, embedding_dim=None):
         config["base_loss"] = get(config["base_loss"], num_classes=num_classes, embedding_dim=embedding_dim)
     for argument, value in zip(_TASK_ARGUMENTS, (num_classes, embedding_dim)):
         if argument in parameters and config.get(argument) is None:
-            if value is None:
+            if value is not None:
+                config[argument] = value
+            elif parameters[argument].default is inspect.Parameter.empty:  # optional ones come from build
                 raise ValueError(f"{name} needs {argument}: set it in its config or pass {argument}= to get().")
-            config[argument] = value
     return keras.saving.deserialize_keras_object(
         {**identifier, "class_name": name, "config": config}, custom_objects={name: cls}
     )

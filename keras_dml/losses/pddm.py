@@ -45,7 +45,8 @@ class PDDMLoss(TrainableMetricLoss):
     the gradient never flows through the `(n, n)` score matrix. Ties go to the lower index.
 
     Args:
-        embedding_dim: width of the embeddings (the unit's input width).
+        embedding_dim: width of the embeddings (the unit's input width); optional, `build`
+            takes it from the embeddings (`MetricModel` builds it), and checks it when given.
         hidden_dim: width of the unit's hidden layers; defaults to `embedding_dim`.
         alpha: margin of the score hinge.
         beta: margin of the embedding hinge (on squared distances).
@@ -56,24 +57,29 @@ class PDDMLoss(TrainableMetricLoss):
 
     >>> import numpy as np
     >>> from keras_dml.losses.pddm import PDDMLoss
-    >>> loss = PDDMLoss(embedding_dim=8)
+    >>> loss = PDDMLoss()  # the width comes from the first embeddings it sees
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
     >>> float(loss(labels, embeddings)) > 0.0
     True
     """
 
-    def __init__(self, embedding_dim, hidden_dim=None, alpha=0.5, beta=0.5, lam=0.5, quadruplets="batch", **kwargs):
+    def __init__(self, embedding_dim=None, hidden_dim=None, alpha=0.5, beta=0.5, lam=0.5, quadruplets="batch",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.embedding_dim = checks.positive_int(embedding_dim, "embedding_dim")
+        self.embedding_dim = None if embedding_dim is None else checks.positive_int(embedding_dim, "embedding_dim")
         self.hidden_dim = None if hidden_dim is None else checks.positive_int(hidden_dim, "hidden_dim")
         self.alpha = checks.non_negative(alpha, "alpha")
         self.beta = checks.non_negative(beta, "beta")
         self.lam = checks.non_negative(lam, "lam")
         self.quadruplets = checks.one_of(quadruplets, "quadruplets", QUADRUPLETS)
         self.pddm = PDDM(hidden_dim=hidden_dim, dtype=self.dtype_policy, name="pddm")
+        if self.embedding_dim is not None:
+            self.build(None, (None, self.embedding_dim))
+
+    def build(self, labels_shape, embeddings_shape):
+        self.embedding_dim = checks.built_width(embeddings_shape, self.embedding_dim, type(self).__name__)
         self.pddm.build((None, self.embedding_dim), (None, self.embedding_dim))
-        self.built = True
 
     def mine(self, labels, embeddings):
         """`(i, j, k, l, valid)`, each `(m,)`: the quadruplets, `m = 1` (`"batch"`) or `n`."""

@@ -25,20 +25,27 @@ class ProxyLoss(TrainableMetricLoss):
 
     Shape `(num_classes, embedding_dim)`, or `(num_classes, proxies_per_class,
     embedding_dim)` when `proxies_per_class` is given; initialised from a standard
-    normal, i.e. in uniformly random directions.
+    normal, i.e. in uniformly random directions. The proxies are created by `build`,
+    which `keras_dml.models.MetricModel` (or the first call) runs with the embeddings'
+    shape; `embedding_dim`, when given, creates them at once and is checked against it.
     """
 
-    def __init__(self, num_classes, embedding_dim, proxies_per_class=None, **kwargs):
+    def __init__(self, num_classes, embedding_dim=None, proxies_per_class=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = checks.positive_int(num_classes, "num_classes")
-        self.embedding_dim = checks.positive_int(embedding_dim, "embedding_dim")
+        self.embedding_dim = None if embedding_dim is None else checks.positive_int(embedding_dim, "embedding_dim")
         per_class = () if proxies_per_class is None else (checks.positive_int(proxies_per_class, "proxies_per_class"),)
+        self.proxy_shape = (self.num_classes, *per_class)
+        if self.embedding_dim is not None:
+            self.build(None, (None, self.embedding_dim))
+
+    def build(self, labels_shape, embeddings_shape):
+        self.embedding_dim = checks.built_width(embeddings_shape, self.embedding_dim, type(self).__name__)
         self.proxies = self.add_weight(
-            shape=(self.num_classes, *per_class, self.embedding_dim),
+            shape=(*self.proxy_shape, self.embedding_dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0),
             name="proxies",
         )
-        self.built = True
 
     def call(self, labels, embeddings):
         values = checks.concrete_values(labels)
@@ -122,7 +129,7 @@ class PotentialFieldLoss(ProxyLoss):
     def __init__(
         self,
         num_classes,
-        embedding_dim,
+        embedding_dim=None,
         proxies_per_class=15,
         alpha=3.0,
         delta_att=0.2,
@@ -203,7 +210,7 @@ class ProxyAnchorLoss(ProxyLoss):
     True
     """
 
-    def __init__(self, num_classes, embedding_dim, alpha=32.0, delta=0.1, **kwargs):
+    def __init__(self, num_classes, embedding_dim=None, alpha=32.0, delta=0.1, **kwargs):
         alpha = checks.positive(alpha, "alpha")
         delta = checks.non_negative(delta, "delta")
         super().__init__(num_classes, embedding_dim, **kwargs)
