@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dml import losses
+from keras_dml import distributed, losses
 from keras_dml.data import class_balanced, load_digits
 from keras_dml.evaluation import retrieval_metrics
 from keras_dml.models import MetricModel, build_embedder
@@ -120,3 +120,9 @@ def test_export_matches_this_backends_embedder(digits, tmp_path):
                                            providers=["CPUExecutionProvider"])
     expected = embedder.predict(pixels.astype("float32") / 255, verbose=0)
     np.testing.assert_allclose(session.run(["embeddings"], {"images": pixels})[0], expected, atol=1e-4, rtol=0)
+
+
+def test_what_needs_tensorflow_says_so_on_this_backend():
+    backend = keras.backend.backend()
+    with pytest.raises(ValueError, match=f"strategy='mirrored' trains under tf.distribute.*backend is {backend}"):
+        distributed.make_strategy("mirrored")

@@ -1,4 +1,9 @@
-"""Runs the backend-neutral loss-core tests again in a fresh process with KERAS_BACKEND=jax."""
+"""The backend-neutral suites again, in a fresh process per backend: KERAS_BACKEND=jax and KERAS_BACKEND=torch.
+
+Each runs the loss core (distances, miners, losses) and `tests/backend_suite.py` (fit on
+P x K batches, the trainable criteria through `MetricModel`, save and reload, search, a
+keras-hub embedder, export). A backend that is not installed is skipped.
+"""
 import os
 import subprocess
 import sys
@@ -6,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-CORE_TESTS = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py"]
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py", "tests/backend_suite.py"]
 
 
-def test_loss_core_passes_on_jax():
-    pytest.importorskip("jax")
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_backend_neutral_suites_pass(backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CORE_TESTS],
-        cwd=root, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUITES],
+        cwd=ROOT, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
+    assert " passed" in result.stdout and " failed" not in result.stdout
