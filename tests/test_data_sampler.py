@@ -193,3 +193,17 @@ def test_bad_arrays():
         class_balanced((np.zeros((0, 2)), np.zeros(0, "int32")), 2, 2)
     with pytest.raises(ValueError, match="num_batches"):
         class_balanced((np.zeros((4, 2)), np.arange(4)), 2, 2, num_batches=0)
+
+
+def test_fit_trains_on_array_batches_here_too():
+    """The PyDataset of arrays under this process's backend (TensorFlow; the others in test_backend_suites.py)."""
+    import keras
+
+    from keras_dml.losses import TripletLoss
+
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    y = (np.arange(40) % 5).astype("int32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.UnitNormalization()])
+    model.compile(optimizer="adam", loss=TripletLoss())
+    history = model.fit(class_balanced((x, y), 4, 3, seed=0), epochs=2, steps_per_epoch=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
