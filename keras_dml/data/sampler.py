@@ -82,7 +82,8 @@ def class_balanced(
         num_parallel_calls: parallelism of `transform`; None is `tf.data.AUTOTUNE`.
 
     A finite `PKBatches` is shuffled batch-wise by `model.fit` unless `shuffle=False`
-    is passed (an endless one never is): the same batches, in the order fit chooses.
+    is passed: the same batches, in the order fit chooses. An endless one is never
+    shuffled (fit warns so unless given `shuffle=False`); its batches are random already.
     """
     classes_per_batch = checks.positive_int(classes_per_batch, "classes_per_batch")
     samples_per_class = checks.positive_int(samples_per_class, "samples_per_class")
