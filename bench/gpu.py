@@ -46,7 +46,7 @@ FULL = {"loss_batch": 1024, "loss_dim": 512, "loss_classes": 64, "image_size": 2
         "samples_per_class": 4, "num_classes": 98, "dim": 512, "steps": 20, "warmup": 3, "keras_backbone": "resnet50",
         "torchvision_backbone": "resnet50", "dinov2": {}, "dinov2_size": 224}
 SMOKE = {"loss_batch": 64, "loss_dim": 16, "loss_classes": 8, "image_size": 32, "classes_per_batch": 4,
-         "samples_per_class": 2, "num_classes": 10, "dim": 16, "steps": 2, "warmup": 1, "keras_backbone": "small_cnn",
+         "samples_per_class": 2, "num_classes": 10, "dim": 16, "steps": 2, "warmup": 1, "keras_backbone": "mlp",
          "torchvision_backbone": "resnet18",
          "dinov2": {"num_layers": 1, "num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32}, "dinov2_size": 28}
 WORKERS = {"pml": 0.15, "jax": 0.55, "torch": 0.30}  # the share of the time budget each may use, in this order

@@ -17,7 +17,7 @@ def test_smoke_runs_every_keras_dml_part_on_each_installed_backend(tmp_path):
         pytest.skip("neither JAX nor PyTorch is installed")
     out = tmp_path / "smoke.json"
     done = subprocess.run([sys.executable, "bench/gpu.py", "--smoke", "--json", str(out), "--backends", *backends,
-                           "pml"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "pml"], cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["smoke"] and report["gpu"] is None and report["sizes"] == gpu.SMOKE
