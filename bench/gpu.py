@@ -95,6 +95,8 @@ def table(results, sizes):
 
     def get(cases, key, field, fmt):
         value = cases.get(key, {}).get(field)
+        if value is not None and field == "peak_bytes":
+            value /= 2**30
         return "-" if value is None else format(value, fmt)
 
     lines = [f"criterion alone, forward + backward, batch {sizes['loss_batch']} x {sizes['loss_dim']} (ms; "
@@ -124,8 +126,8 @@ def table(results, sizes):
                 row.append(f"{base / rate - 1:+.1%}" if part == "resnet50" and base and rate else "-")
                 if cases_of is jax:
                     row.append(get(jax, key, "compile_s", ".1f"))
-                row.append(get(cases_of, key, "peak_gib", ".2f"))
-            row += [get(pml, key, "images_per_s", ".1f"), get(pml, key, "peak_gib", ".2f")]
+                row.append(get(cases_of, key, "peak_bytes", ".2f"))
+            row += [get(pml, key, "images_per_s", ".1f"), get(pml, key, "peak_bytes", ".2f")]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -356,7 +358,7 @@ def keras_loss_case(backend, criterion, x, y, sizes):
         compile_s = time.perf_counter() - began
         values = [w.value for w in weights]
         _, ms = median_step_seconds(lambda: float(compiled(values, embeddings)[0]), sizes["steps"], sizes["warmup"])
-        return {"ms": round(1000 * ms, 3), "compile_s": round(compile_s, 2), "peak_gib": jax_peak(compiled)}
+        return {"ms": round(1000 * ms, 3), "compile_s": round(compile_s, 2), "peak_bytes": jax_peak(compiled)}
     import torch
 
     device = keras_dml_torch_device()
@@ -373,7 +375,7 @@ def keras_loss_case(backend, criterion, x, y, sizes):
 
     reset_torch_peak(device)
     first, ms = median_step_seconds(step, sizes["steps"], sizes["warmup"])
-    return {"ms": round(1000 * ms, 3), "first_step_s": round(first, 2), "peak_gib": torch_peak(device)}
+    return {"ms": round(1000 * ms, 3), "first_step_s": round(first, 2), "peak_bytes": torch_peak(device)}
 
 
 def keras_step_case(backend, build, images, labels, sizes):
@@ -403,14 +405,14 @@ def keras_step_case(backend, build, images, labels, sizes):
 
         first, seconds = median_step_seconds(step, sizes["steps"], sizes["warmup"])
         return {"images_per_s": round(batch / seconds, 1), "step_ms": round(1000 * seconds, 2),
-                "compile_s": round(compile_s, 2), "first_step_s": round(first, 3), "peak_gib": peak}
+                "compile_s": round(compile_s, 2), "first_step_s": round(first, 3), "peak_bytes": peak}
     device = keras_dml_torch_device()
     x, y = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(labels)
     reset_torch_peak(device)
     first, seconds = median_step_seconds(lambda: float(model.train_on_batch(x, y, return_dict=True)["loss"]),
                                          sizes["steps"], sizes["warmup"])
     return {"images_per_s": round(batch / seconds, 1), "step_ms": round(1000 * seconds, 2),
-            "first_step_s": round(first, 2), "peak_gib": torch_peak(device)}
+            "first_step_s": round(first, 2), "peak_bytes": torch_peak(device)}
 
 
 def keras_dml_torch_device():
@@ -421,13 +423,12 @@ def keras_dml_torch_device():
 
 
 def jax_peak(compiled):
-    """GiB the compiled step needs on the device, by XLA's memory analysis (None where it has none)."""
+    """Bytes the compiled step needs on the device, by XLA's memory analysis (None where it has none)."""
     analysis = compiled.memory_analysis()
     if analysis is None:
         return None
-    needed = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-              - analysis.alias_size_in_bytes)
-    return round(needed / 2**30, 3)
+    return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+               - analysis.alias_size_in_bytes)
 
 
 def reset_torch_peak(device):
@@ -441,7 +442,7 @@ def reset_torch_peak(device):
 def torch_peak(device):
     import torch
 
-    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if str(device).startswith("cuda") else None
+    return torch.cuda.max_memory_allocated() if str(device).startswith("cuda") else None
 
 
 def pml_worker(sizes, record, device):
@@ -498,7 +499,7 @@ def pml_loss_case(loss, x, y, sizes, device):
 
     reset_torch_peak(device)
     _, ms = median_step_seconds(step, sizes["steps"], sizes["warmup"])
-    return {"ms": round(1000 * ms, 3), "peak_gib": torch_peak(device)}
+    return {"ms": round(1000 * ms, 3), "peak_bytes": torch_peak(device)}
 
 
 def pml_step_case(torchvision, case, triplet, images, labels, sizes, device):
@@ -529,7 +530,7 @@ def pml_step_case(torchvision, case, triplet, images, labels, sizes, device):
     reset_torch_peak(device)
     first, seconds = median_step_seconds(step, sizes["steps"], sizes["warmup"])
     return {"images_per_s": round(len(labels) / seconds, 1), "step_ms": round(1000 * seconds, 2),
-            "first_step_s": round(first, 2), "peak_gib": torch_peak(device)}
+            "first_step_s": round(first, 2), "peak_bytes": torch_peak(device)}
 
 
 if __name__ == "__main__":
