@@ -101,7 +101,8 @@ def table(results, sizes):
 
     lines = [f"criterion alone, forward + backward, batch {sizes['loss_batch']} x {sizes['loss_dim']} (ms; "
              "ratio = faster keras_dml backend / pytorch-metric-learning)", "",
-             "| criterion | keras_dml JAX | keras_dml PyTorch | pytorch-metric-learning | ratio |", "|---|---|---|---|---|"]
+             "| criterion | keras_dml JAX | keras_dml PyTorch | pytorch-metric-learning | ratio |",
+             "|---|---|---|---|---|"]
     for case in LOSS_CASES:
         key = f"losses/{case}"
         ours = [c[key]["ms"] for c in (jax, torch) if c.get(key, {}).get("ms") is not None]
@@ -121,7 +122,7 @@ def table(results, sizes):
             row = [case]
             for cases_of in (jax, torch):
                 row.append(get(cases_of, key, "images_per_s", ".1f"))
-                base = cases_of.get(f"resnet50/cross_entropy", {}).get("images_per_s")
+                base = cases_of.get("resnet50/cross_entropy", {}).get("images_per_s")
                 rate = cases_of.get(key, {}).get("images_per_s")
                 row.append(f"{base / rate - 1:+.1%}" if part == "resnet50" and base and rate else "-")
                 if cases_of is jax:

@@ -120,7 +120,8 @@ def test_the_core_trains_and_searches_without_tensorflow(tmp_path):
     # What needs TensorFlow says so, with the backend and what to install or use instead.
     assert result["tf_data_error"].startswith("ImportError: keras_dml.data.get_dataset and load_dataset")
     assert "the Keras backend is jax" in result["tf_data_error"]
-    assert "pip install tensorflow" in result["tf_data_error"] and "load_glyphs or load_digits" in result["tf_data_error"]
+    assert "pip install tensorflow" in result["tf_data_error"]
+    assert "load_glyphs or load_digits" in result["tf_data_error"]
     assert result["export_error"].startswith("RuntimeError: Export writes TensorFlow graphs")
     assert "KERAS_BACKEND=jax" in result["export_error"] and "pip install tensorflow" in result["export_error"]
     assert not (tmp_path / "export").exists()
