@@ -50,8 +50,15 @@ def make_strategy(name="default"):
     """
     import os
 
-    import tensorflow as tf
+    from keras_dml import backends
 
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
+    if name != "default" and keras.backend.backend() != "tensorflow":
+        raise ValueError(f"strategy={name!r} trains under tf.distribute, on KERAS_BACKEND=tensorflow only; the "
+                         f"backend is {keras.backend.backend()}. Set KERAS_BACKEND=tensorflow, or train on one "
+                         "device (strategy='default').")
+    tf = backends.tensorflow(f"strategy={name!r} (tf.distribute)")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -61,7 +68,6 @@ def make_strategy(name="default"):
             raise ValueError("strategy='multiworker' reads its cluster from the TF_CONFIG environment variable, "
                              "which is not set: see docs/distributed.md for the launch.")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
 
 
 def replica_context():

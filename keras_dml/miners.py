@@ -99,7 +99,7 @@ def semihard_negatives(dist, negative_mask, positive_dist, fallback="nearest"):
     """
     has_negative = ops.any(negative_mask, axis=1, keepdims=True)
     if positive_dist.shape[1] == 1:
-        beyond = ops.logical_and(negative_mask, dist > positive_dist)
+        beyond = ops.logical_and(negative_mask, ops.greater(dist, positive_dist))
         has_semihard = ops.any(beyond, axis=1, keepdims=True)
         pick = farthest if fallback == "farthest" else nearest
         index = ops.where(has_semihard, nearest(dist, beyond)[0][:, None], pick(dist, negative_mask)[0][:, None])
@@ -131,7 +131,7 @@ def count_at_most(ascending, thresholds):
     for _ in range(steps):
         middle = (low + high) // 2
         value = ops.take_along_axis(ascending, ops.minimum(middle, size - 1), axis=1)
-        right = ops.logical_and(value <= thresholds, low < high)
+        right = ops.logical_and(ops.less_equal(value, thresholds), low < high)
         low = ops.where(right, middle + 1, low)
         high = ops.where(right, high, middle)
     return low

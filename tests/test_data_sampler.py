@@ -1,4 +1,4 @@
-"""class_balanced: exact P x K batches, class-contiguous, seeded, covering every class."""
+"""class_balanced: exact P x K batches, class-contiguous, seeded, covering every class; arrays and tf.data alike."""
 import os
 import subprocess
 import sys
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_dml.data import augment, class_balanced
-from keras_dml.data.sampler import _sample_within_classes
+from keras_dml.data.sampler import PKBatches, _sample_within_classes
 
 # 7 classes of sizes 1..7 (labels 10, 20, ...): the small ones force sampling with replacement.
 SIZES = [1, 2, 3, 4, 5, 6, 7]
@@ -72,8 +72,8 @@ def test_deterministic_under_a_seed():
 
 def test_within_class_draws_are_uniform_subsets():
     # Floyd's algorithm against its definition: K distinct of n, each item with chance K / n.
-    count = tf.constant([5] * 4000 + [2] * 4000, "int64")
-    local = _sample_within_classes(count, 3, tf.constant([7, 8], "int64")).numpy()
+    count = np.array([5] * 4000 + [2] * 4000, "int64")
+    local = _sample_within_classes(count, 3, np.random.default_rng(7))
     subsets, replaced = local[:4000], local[4000:]
     assert ((subsets >= 0) & (subsets < 5)).all() and ((replaced >= 0) & (replaced < 2)).all()
     assert all(len(set(row)) == 3 for row in subsets)
@@ -149,9 +149,34 @@ def test_each_replica_gets_whole_classes():
 
 
 def test_arrays_give_the_same_batches_as_their_dataset():
+    """NumPy arrays give a PyDataset, a tf.data.Dataset a pipeline: the same batches under the same seed."""
     images = np.random.default_rng(0).normal(size=(len(LABELS), 3)).astype("float32")
-    from_arrays = class_balanced((images, LABELS), 3, 2, seed=5, num_batches=4)
-    from_dataset = class_balanced(tf.data.Dataset.from_tensor_slices((images, LABELS)), 3, 2, seed=5, num_batches=4)
+    from_arrays = class_balanced((images, LABELS), 3, 2, seed=5, num_batches=30)
+    from_dataset = class_balanced(tf.data.Dataset.from_tensor_slices((images, LABELS)), 3, 2, seed=5, num_batches=30)
+    assert isinstance(from_arrays, PKBatches) and from_arrays.num_batches == 30
+    assert isinstance(from_dataset, tf.data.Dataset)
+    for (a_images, a_labels), (b_images, b_labels) in zip(from_arrays, from_dataset, strict=True):
+        assert isinstance(a_images, np.ndarray) and a_labels.dtype == LABELS.dtype
+        np.testing.assert_array_equal(a_images, b_images.numpy())
+        np.testing.assert_array_equal(a_labels, b_labels.numpy())
+    # Any batch can be asked for first; an endless stream continues past any length.
+    endless = class_balanced((images, LABELS), 3, 2, seed=5)
+    assert endless.num_batches is None
+    np.testing.assert_array_equal(endless[29][1], from_arrays[29][1])
+    assert endless[10**6][1].shape == (6,)
+    with pytest.raises(IndexError):
+        from_arrays[30]
+    other_seed = class_balanced((images, LABELS), 3, 2, seed=6, num_batches=30)
+    assert any((a[1] != b[1]).any() for a, b in zip(from_arrays, other_seed))
+
+
+def test_arrays_with_a_transform_give_the_transformed_pipeline():
+    images = np.random.default_rng(0).integers(0, 256, size=(12, 10, 10, 3)).astype("uint8")
+    labels = np.repeat(np.arange(4), 3).astype("int32")
+    transform = augment.train_transform(6)
+    from_arrays = class_balanced((images, labels), 2, 2, seed=1, transform=transform, num_batches=2)
+    from_dataset = class_balanced(tf.data.Dataset.from_tensor_slices((images, labels)), 2, 2, seed=1,
+                                  transform=transform, num_batches=2)
     for (a_images, a_labels), (b_images, b_labels) in zip(from_arrays, from_dataset, strict=True):
         np.testing.assert_array_equal(a_images.numpy(), b_images.numpy())
         np.testing.assert_array_equal(a_labels.numpy(), b_labels.numpy())
@@ -166,33 +191,19 @@ def test_bad_arrays():
         class_balanced((np.zeros(4), np.arange(4), np.arange(4)), 2, 2)
     with pytest.raises(ValueError, match="empty"):
         class_balanced((np.zeros((0, 2)), np.zeros(0, "int32")), 2, 2)
+    with pytest.raises(ValueError, match="num_batches"):
+        class_balanced((np.zeros((4, 2)), np.arange(4)), 2, 2, num_batches=0)
 
 
-def test_fit_on_arrays_under_jax():
-    """model.fit takes class_balanced((x, y), ...) under the JAX backend, the same stream as under TF."""
-    pytest.importorskip("jax")
-    script = textwrap.dedent(
-        """
-        import numpy as np
-        import keras
-        from keras_dml.data import class_balanced
-        from keras_dml.losses import TripletLoss
-        x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
-        y = np.arange(40) % 5
-        batches = class_balanced((x, y), 4, 3, seed=0, num_batches=4)
-        print(" ".join(str(int(v)) for v in next(iter(batches))[1]))
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.UnitNormalization()])
-        model.compile(optimizer="adam", loss=TripletLoss())
-        history = model.fit(batches, epochs=2, steps_per_epoch=2, verbose=0)
-        print(keras.backend.backend(), np.isfinite(history.history["loss"]).all())
-        """
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="jax")
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    first_labels, backend_line = result.stdout.strip().splitlines()[-2:]
-    assert backend_line == "jax True"
-    x, y = np.random.default_rng(0).normal(size=(40, 6)).astype("float32"), np.arange(40) % 5
-    expected = next(iter(class_balanced((x, y), 4, 3, seed=0, num_batches=1)))[1].numpy()
-    assert first_labels.split() == [str(v) for v in expected]
+def test_fit_trains_on_array_batches_here_too():
+    """The PyDataset of arrays under this process's backend (TensorFlow; the others in test_backend_suites.py)."""
+    import keras
+
+    from keras_dml.losses import TripletLoss
+
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    y = (np.arange(40) % 5).astype("int32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.UnitNormalization()])
+    model.compile(optimizer="adam", loss=TripletLoss())
+    history = model.fit(class_balanced((x, y), 4, 3, seed=0), epochs=2, steps_per_epoch=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()

@@ -1,6 +1,6 @@
 """Every loss against the NumPy reference, gradients, degenerate batches and bad input.
 
-Backend-neutral: also run under KERAS_BACKEND=jax by tests/test_backend_jax.py.
+Backend-neutral: also run under KERAS_BACKEND=jax and torch by tests/test_backend_suites.py.
 """
 import keras
 import numpy as np
@@ -252,6 +252,11 @@ def test_labels_known_while_tracing_a_compiled_step():
         import jax
 
         step = jax.jit(lambda v: loss(labels.astype("int64"), v))
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        step = torch.compile(lambda v: loss(labels.astype("int64"), v), backend="eager")
+        x = torch.tensor(x)
     else:
         import tensorflow as tf
 

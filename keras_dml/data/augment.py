@@ -29,10 +29,12 @@ TensorShape([8, 16, 16, 1])
 >>> test, _ = load_dataset("digits", "test")
 >>> test = augment.map_images(test, augment.eval_transform(16, resize_size=18), batch_size=32)
 """
-import tensorflow as tf
 
-from keras_dml import checks
-from keras_dml.data.images import decode_image
+from keras_dml import backends, checks
+
+tf = backends.tensorflow("Image augmentation (keras_dml.data.augment, tf.data transforms)")
+
+from keras_dml.data.images import decode_image  # noqa: E402 (after the TensorFlow check)
 
 
 def train_transform(image_size=224, scale=(0.16, 1.0), ratio=(3 / 4, 4 / 3), flip=True):

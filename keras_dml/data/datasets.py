@@ -36,12 +36,15 @@ import dataclasses
 import os
 from typing import Callable
 
-import tensorflow as tf
 
-from keras_dml import checks
+from keras_dml import backends, checks
 from keras_dml.names import DATASETS
-from keras_dml.data import augment, folders, tfds_datasets
-from keras_dml.data.splits import select_classes, split_classes
+
+tf = backends.tensorflow("keras_dml.data.get_dataset and load_dataset (tf.data pipelines)",
+                         instead="keras_dml.data.load_glyphs or load_digits, NumPy arrays")
+
+from keras_dml.data import augment, folders, tfds_datasets  # noqa: E402 (after the TensorFlow check)
+from keras_dml.data.splits import select_classes, split_classes  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 INPUT_KINDS = ("encoded image", "pixels")

@@ -22,11 +22,13 @@ import pathlib
 import warnings
 
 import numpy as np
-import tensorflow as tf
 
-from keras_dml import checks
-from keras_dml.data import images
-from keras_dml.data.splits import split_classes
+from keras_dml import backends, checks
+
+tf = backends.tensorflow("Image folders (keras_dml.data.load_image_folder, a tf.data pipeline)")
+
+from keras_dml.data import images  # noqa: E402 (after the TensorFlow check)
+from keras_dml.data.splits import split_classes  # noqa: E402
 
 FOLDER_SPLITS = ("train", "test")
 

@@ -16,7 +16,10 @@ Example:
 """
 import os
 
-import tensorflow as tf
+from keras_dml import backends
+
+tf = backends.tensorflow("The image decoder (keras_dml.data.images)")
+
 
 # What `tf.io.decode_image` reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")

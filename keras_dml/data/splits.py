@@ -14,7 +14,8 @@ Example:
 (8, 2)
 """
 import numpy as np
-import tensorflow as tf
+
+from keras_dml import backends
 
 
 def split_classes(classes, fraction, seed=0, name="fraction"):
@@ -50,6 +51,7 @@ def select_classes(dataset, classes, num_classes):
     `classes` are labels in `0 .. num_classes - 1`; the element with label `classes[i]`
     comes out with label `i`.
     """
+    tf = backends.tensorflow("a tf.data.Dataset restricted to some classes")
     new_label = np.full(num_classes, -1, "int32")
     new_label[np.asarray(classes, "int64")] = np.arange(len(classes), dtype="int32")
     new_label = tf.constant(new_label)

@@ -10,7 +10,10 @@ import dataclasses
 import os
 import pathlib
 
-import tensorflow as tf
+from keras_dml import backends
+
+tf = backends.tensorflow("The TFDS datasets (Cars196, CUB-200, SOP)")
+
 
 from keras_dml import checks
 

@@ -37,7 +37,7 @@ def write_in_tensorflow(layer, directory, kind, formats, opset, include_preproce
     Raises `ValueError` when a class of the model cannot be imported by the subprocess, and
     `RuntimeError` when TensorFlow is missing or the subprocess fails.
     """
-    if importlib.util.find_spec("tensorflow") is None:
+    if not _tensorflow_installed():
         raise RuntimeError(f"Export writes TensorFlow graphs, also from KERAS_BACKEND={keras.backend.backend()}: "
                            "install TensorFlow beside it (pip install tensorflow tf2onnx onnx onnxruntime).")
     modules = _class_modules(layer)
@@ -58,6 +58,14 @@ def write_in_tensorflow(layer, directory, kind, formats, opset, include_preproce
     if done.returncode != 0:
         raise RuntimeError(f"The TensorFlow process writing the export failed (exit {done.returncode}):\n"
                            f"{done.stderr[-3000:]}")
+
+
+def _tensorflow_installed():
+    """Whether this Python has TensorFlow to start the subprocess with, without importing it here."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # a finder that hides it; a module left as None in sys.modules
+        return False
 
 
 def _class_modules(layer):

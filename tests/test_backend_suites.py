@@ -1,0 +1,30 @@
+"""The backend-neutral suites again, in a fresh process per backend: KERAS_BACKEND=jax and KERAS_BACKEND=torch.
+
+Each runs the loss core (distances, miners, losses) and `tests/backend_suite.py` (fit on
+P x K batches, the trainable criteria through `MetricModel`, save and reload, search, a
+keras-hub embedder, export). A backend that is not installed is skipped.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py", "tests/backend_suite.py"]
+# The classification-style criteria: their compiled value against the reference, NaN on bad input, empty batches.
+SUITES += [f"tests/test_classification_losses.py::{name}" for name in (
+    "test_under_xla_the_value_matches_and_bad_input_gives_nan", "test_empty_batch_gives_exactly_zero")]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_backend_neutral_suites_pass(backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUITES],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
