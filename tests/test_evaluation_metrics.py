@@ -193,20 +193,21 @@ def test_separate_gallery_metrics_equal_reference():
     assert_metrics_equal(result, expected)
 
 
-def test_metrics_with_exact_ties_are_exact_at_every_scale():
-    """Integer-grid data, scaled: every result equals the exact ranking's (ties to the lower
-    index), and scaling by a power of two changes nothing."""
+def test_exact_metrics_with_exact_ties_are_exact_at_every_scale():
+    """Integer-grid data, scaled: with `exact=True` every result equals the exact ranking's
+    (ties to the lower index); by default, scaling by a power of two changes nothing."""
     for seed in range(6):
         x, y = integer_set(28, 2 + seed % 2, 3, 2, seed=20 + seed)
-        base = retrieval_metrics(x, y, k=(1, 2, 4))
+        base = retrieval_metrics(x, y, k=(1, 2, 4), exact=True)
         assert_metrics_equal(base, reference_metrics(x, y, (1, 2, 4), neighbors=exact_neighbors)[0])
+        assert retrieval_metrics(x, y, k=(1, 2, 4)) == base  # small integers: float32 keys are exact
         for scale in (0.1, 1e-30, 1e15, 2.0 ** -40, 2.0 ** 50):
             scaled = (x.astype(np.float64) * scale).astype("float32")
-            result = retrieval_metrics(scaled, y, k=(1, 2, 4))
+            result = retrieval_metrics(scaled, y, k=(1, 2, 4), exact=True)
             expected, _ = reference_metrics(scaled, y, (1, 2, 4), neighbors=exact_neighbors)
             assert_metrics_equal(result, expected)
             if np.log2(scale).is_integer():
-                assert result == base
+                assert result == base == retrieval_metrics(scaled, y, k=(1, 2, 4))
 
 
 def test_list_memory_fallback_gives_identical_results(monkeypatch):

@@ -11,12 +11,20 @@ query whose class has `R` other samples in the gallery:
 - NMI (`nmi=True`): k-means (scikit-learn, seeded) on the query embeddings with k the
   number of classes, scored against the labels.
 
-Queries with `R = 0` are skipped and counted. The metrics are exact: those of the
-ranking by the exact distances of the embeddings as given, ties to the lower gallery
-index, at every scale and offset of the data. The search (`keras_dml.search.ExactSearch`)
-certifies what they read, which of each query's neighbours share its label; near-tied
-neighbours that all share it, or all do not, are left in float32 order, which gives the
-same metrics. It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
+Queries with `R = 0` are skipped and counted. Ranking (`keras_dml.search.ExactSearch`):
+
+- default: by float32 keys of the rows centred on the gallery mean and scaled by a power
+  of two, ties (equal float32 keys) to the lower gallery index. Any offset is searched
+  accurately and scaling the data by a power of two changes nothing, but two neighbours
+  whose distances differ by less than float32 rounding may come in either order, so on
+  data with exact ties (integer grids) a scale such as 0.1 can change the metrics;
+- `exact=True`: the metrics of the ranking by the exact distances of the embeddings as
+  given, ties to the lower index, at every scale. The search certifies what the metrics
+  read, which of each query's neighbours share its label (near-tied neighbours that all
+  share it, or all do not, give the same metrics in any order); it costs 1.2x to 1.6x
+  the CPU time (docs/evaluation.md).
+
+It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
 
 Example:
 
@@ -69,6 +77,7 @@ def retrieval_metrics(
     seed=0,
     rerank=None,
     rerank_depth=10,
+    exact=False,
 ):
     """Recall@K, R-Precision and MAP@R (and optionally NMI) of labelled embeddings.
 
@@ -88,6 +97,9 @@ def retrieval_metrics(
             its score (see `keras_dml.evaluation.retrieval_metrics_reranked`; Recall@K
             only, every K at most `rerank_depth`).
         rerank_depth: neighbours re-ranked per query.
+        exact: rank by the exact distances, ties to the lower index, at every scale of
+            the data (module docstring); default: by float32 keys, which can order
+            near-ties differently.
 
     Returns:
         A dict with `"recall@K"` for each K, `"r_precision"`, `"map_at_r"`,
@@ -95,9 +107,9 @@ def retrieval_metrics(
         in the gallery), plus `"nmi"` and `"per_class"` when asked for.
     """
     if rerank is not None:
-        if gallery_embeddings is not None or nmi or per_class:
-            raise ValueError("rerank reports Recall@K on a single set: it does not combine with "
-                             "a separate gallery, nmi or per_class.")
+        if gallery_embeddings is not None or nmi or per_class or exact:
+            raise ValueError("rerank reports Recall@K on a single set, always certified: it does not "
+                             "combine with a separate gallery, nmi, per_class or exact.")
         return retrieval_metrics_reranked(embeddings, labels, rerank, rerank_depth=rerank_depth, k=k,
                                           distance=distance, chunk_size=chunk_size)
     distance = inputs.check_distance(distance)
@@ -137,7 +149,7 @@ def retrieval_metrics(
 
     values = {}
     chunks = search.chunks(None if gallery is None else queries, depth, values=False,
-                           labels=(query_codes, gallery_codes))
+                           labels=(query_codes, gallery_codes), certify=bool(exact))
     for start, stop, ids, _ in chunks:
         correct = gallery_codes[ids] == query_codes[start:stop, None]
         for name, chunk in _per_query(correct, relevant[start:stop], ks).items():

@@ -119,7 +119,7 @@ class ExactSearch:
         values = [chunk[3] for chunk in chunks] or [np.zeros((0, k), np.float32)]
         return np.concatenate(ids), np.concatenate(values)
 
-    def chunks(self, queries=None, k=1, values=True, labels=None):
+    def chunks(self, queries=None, k=1, values=True, labels=None, certify=True):
         """Yield `(start, stop, ids, values)` for chunks of queries, in the order they
         finish, with `search`'s results for queries `start:stop` (`values=False`: None
         instead of the values, which spares computing them). Memory stays bounded by
@@ -128,7 +128,10 @@ class ExactSearch:
         `labels=(query_labels, gallery_labels)` (integer codes) certifies only what the
         retrieval metrics read: which of each query's `k` results share its label. Near-tied
         candidates that all share it, or all do not, then keep their float32 order (any
-        order gives the same labels), which spares their float64 work.
+        order gives the same labels), which spares their float64 work. `certify=False`
+        ranks by the float32 keys of the rows in the frame alone (ties by index), with no
+        float64 work: pairs whose keys differ by less than float32 rounding may come in
+        either order, and the order is invariant to scaling the data by powers of two.
         """
         symmetric = queries is None
         size = len(self.gallery) - symmetric
@@ -141,7 +144,7 @@ class ExactSearch:
             rows, weights = self.frame.queries(given, "queries")
         if not len(given):
             return
-        depth = min(size, k + EXTRA_DEPTH)
+        depth = min(size, k + EXTRA_DEPTH) if certify else k
         error = self.frame.error_bound(rows, self.rows, weights)
         screen = self.screen
         if screen == "auto":  # query x gallery: measured slower screened (docs/evaluation.md)
@@ -150,6 +153,8 @@ class ExactSearch:
         blocks = KeyBlocks(left, self.right, symmetric, screen)
         for start, stop, ids, float32_keys in _neighbor_chunks(blocks, depth, self.chunk_size, self.threads):
             queries_here, margin = given[start:stop], 2.0 * error[start:stop]
+            if not certify:
+                margin = np.full(stop - start, -np.inf)  # the float32 order is final
             # Certified: nothing outside the list can enter the top k, and the float32
             # order of the top k is the exact one (no two of its keys within the margin).
             complete = np.full(stop - start, depth == size) | (
@@ -175,21 +180,25 @@ class ExactSearch:
         near = np.diff(float32_keys, axis=1) <= margin[:, None]
         if flags is not None:
             near = _mixed_runs(near, flags)
-        if not near.any():
+        some = np.flatnonzero(near.any(axis=1))  # only these queries' lists change
+        if not len(some):
             return ids
-        in_run = np.zeros(ids.shape, bool)
+        ids, near, queries = ids.copy(), near[some], queries[some]
+        part = ids[some]
+        in_run = np.zeros(part.shape, bool)
         in_run[:, 1:] |= near
         in_run[:, :-1] |= near
-        run = np.cumsum(np.concatenate([np.ones((len(ids), 1), bool), ~near], axis=1), axis=1)
-        exact = np.zeros(ids.shape)
+        run = np.cumsum(np.concatenate([np.ones((len(part), 1), bool), ~near], axis=1), axis=1)
+        exact = np.zeros(part.shape)
         rows, cols = np.nonzero(in_run)
-        exact[rows, cols] = keys_module.exact_keys(self.distance, queries, self.gallery, rows, ids[rows, cols])
-        order = np.lexsort((ids, exact, run), axis=1)
-        ids, exact = np.take_along_axis(ids, order, 1), np.take_along_axis(exact, order, 1)
+        exact[rows, cols] = keys_module.exact_keys(self.distance, queries, self.gallery, rows, part[rows, cols])
+        order = np.lexsort((part, exact, run), axis=1)
+        part, exact = np.take_along_axis(part, order, 1), np.take_along_axis(exact, order, 1)
         # Runs keep their places, so `near` still marks the pairs within one run.
-        ties = near & (np.diff(exact, axis=1) <= self._float64_tolerance(queries, ids, exact))
+        ties = near & (np.diff(exact, axis=1) <= self._float64_tolerance(queries, part, exact))
         for i in np.flatnonzero(ties.any(axis=1)):
-            ids[i] = self._exact_ties(queries[i], ids[i], ties[i])
+            part[i] = self._exact_ties(queries[i], part[i], ties[i])
+        ids[some] = part
         return ids
 
     def _float64_tolerance(self, queries, ids, exact):

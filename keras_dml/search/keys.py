@@ -96,7 +96,7 @@ class Frame:
                 chunk /= np.array([_power_of_two_at_most(v) if v > 0 else 1.0 for v in largest])[:, None]
             else:
                 chunk = (chunk - self.mean) * self.scale
-                largest = np.abs(chunk).max(axis=1, initial=0.0)
+                largest = np.zeros(len(chunk)) if gallery else np.abs(chunk).max(axis=1, initial=0.0)
                 far = np.flatnonzero(largest > _MAX_QUERY_SCALE)
                 if len(far):  # a power of two that brings them under the bound
                     factor = np.array([0.5 / _power_of_two_at_most(v / _MAX_QUERY_SCALE) for v in largest[far]])
