@@ -11,7 +11,9 @@ of scale 1.5, 512-d, L2-normalised, seed 0), so both libraries see identical arr
 their P@1 / R-Precision / MAP@R must agree. They are stored class by class, which lets
 the search tighten its bounds early; keras_dml is also timed once on the same set
 shuffled (the peer's brute force does not depend on order). `--sop` adds keras_dml alone at SOP's test
-size (60,502 points in 11,316 classes) with Recall@1/10/100/1000. Peak memory is the
+size (60,502 points in 11,316 classes) with Recall@1/10/100/1000. Each round also times
+`retrieval_metrics(..., exact=True)` (the certified ranking, ties to the lower index at
+every scale) right after the default, to give what certifying costs. Peak memory is the
 largest allocation traced by `tracemalloc` during the call, beyond the embeddings. The
 peer runs in its own virtual environment (see the header of `bench/peers.py`).
 """
@@ -47,10 +49,10 @@ def sop_like_set(n=60502, classes=11316, dim=512, seed=0):
     return x, y
 
 
-def time_once(x, y, k):
-    start = time.perf_counter()
-    result = retrieval_metrics(x, y, k=k)
-    return result, time.perf_counter() - start
+def time_once(x, y, k, exact=False):
+    start, cpu = time.perf_counter(), time.process_time()
+    result = retrieval_metrics(x, y, k=k, exact=exact)
+    return result, time.perf_counter() - start, time.process_time() - cpu
 
 
 def peak_memory_mb(x, y, k):
@@ -84,15 +86,21 @@ def main():
     print(f"machine: {report['machine']}")
     for n in args.sizes:  # alternate the two libraries so both see the same load drift
         x, y = eval_set(n)
-        row = {"keras_dml_runs": [], "pml_runs": []}
+        row = {"keras_dml_runs": [], "pml_runs": [], "cpu_runs": [], "exact_runs": [], "exact_cpu_runs": []}
         for _ in range(args.rounds):
-            result, seconds = time_once(x, y, (1,))
+            result, seconds, cpu = time_once(x, y, (1,))
             row["keras_dml_runs"].append(seconds)
+            row["cpu_runs"].append(cpu)
+            exact, seconds, cpu = time_once(x, y, (1,), exact=True)
+            row["exact_runs"].append(seconds)
+            row["exact_cpu_runs"].append(cpu)
+            row["exact_metrics_equal"] = all(exact[name] == result[name] for name in PEER_NAMES.values())
             if args.peer_python:
                 row["pml_runs"].append(pml_figures(args.peer_python, n))
         # The workload is stored class by class; the same set shuffled shows what order costs.
         order = np.random.default_rng(1).permutation(n)
         row["keras_dml_shuffled_s"] = time_once(x[order], y[order], (1,))[1]
+        row["exact_shuffled_s"] = time_once(x[order], y[order], (1,), exact=True)[1]
         row["keras_dml"] = {"seconds": statistics.median(row["keras_dml_runs"]),
                             "peak_mb": peak_memory_mb(x, y, (1,)), **result}
         if row["pml_runs"]:
@@ -101,7 +109,7 @@ def main():
         report["sizes"][n] = row
     if args.sop:
         x, y = sop_like_set()
-        result, seconds = time_once(x, y, (1, 10, 100, 1000))
+        result, seconds, _ = time_once(x, y, (1, 10, 100, 1000))
         report["sop"] = {"n": len(x), "classes": int(len(np.unique(y))), "seconds": seconds,
                          "peak_mb": peak_memory_mb(x, y, (1, 10, 100, 1000)),
                          "embeddings_mb": x.nbytes / 2**20, **result}
@@ -122,7 +130,14 @@ def main():
             for peer_name, name in PEER_NAMES.items())
         print(f"{n:>7} {ours['seconds']:12.2f} {ours['peak_mb']:8.0f} {theirs}  {values}")
         print(f"{'':>7} runs (s): keras_dml {runs}")
-        print(f"{'':>7} keras_dml on the same set shuffled: {row['keras_dml_shuffled_s']:.2f} s")
+        print(f"{'':>7} keras_dml on the same set shuffled: {row['keras_dml_shuffled_s']:.2f} s "
+              f"(exact=True {row['exact_shuffled_s']:.2f} s)")
+        median = statistics.median
+        print(f"{'':>7} exact=True: median {median(row['exact_runs']):.2f} s, "
+              f"{median(row['exact_runs']) / ours['seconds']:.2f}x the default; CPU s median "
+              f"{median(row['exact_cpu_runs']):.2f} vs {median(row['cpu_runs']):.2f} "
+              f"({median(row['exact_cpu_runs']) / median(row['cpu_runs']):.2f}x); metrics "
+              f"{'equal' if row['exact_metrics_equal'] else 'differ'}")
         if pml:
             row["max_metric_difference"] = max(abs(ours[name] - pml[p]) for p, name in PEER_NAMES.items())
             print(f"{'':>7} keras_dml/PML metric values; largest difference {row['max_metric_difference']:.2e}")

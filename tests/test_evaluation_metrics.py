@@ -31,9 +31,24 @@ def brute_force_neighbors(queries, gallery=None, distance="euclidean"):
     return order, np.take_along_axis(d, order, axis=1)
 
 
-def reference_metrics(embeddings, labels, ks, gallery=None, gallery_labels=None, distance="euclidean"):
+def exact_neighbors(x):
+    """Every other index of each row, closest first, by squared distances in exact rational
+    arithmetic (ties by index): the ranking of the values as given (small sets only)."""
+    from fractions import Fraction
+
+    rows = [[Fraction(v) for v in row] for row in np.asarray(x, np.float64).tolist()]
+    order = []
+    for i, q in enumerate(rows):
+        keys = {j: sum((a - b) ** 2 for a, b in zip(q, y)) for j, y in enumerate(rows) if j != i}
+        order.append(sorted(keys, key=lambda j: (keys[j], j)))
+    return np.array(order), None
+
+
+def reference_metrics(embeddings, labels, ks, gallery=None, gallery_labels=None, distance="euclidean",
+                      neighbors=brute_force_neighbors):
     """Per-query loops over the brute-force ranking, straight from the definitions."""
-    order, _ = brute_force_neighbors(embeddings, gallery, distance)
+    order, _ = brute_force_neighbors(embeddings, gallery, distance) if neighbors is brute_force_neighbors \
+        else neighbors(embeddings)
     gallery_labels = labels if gallery is None else gallery_labels
     per_query = []
     for i, label in enumerate(labels):
@@ -176,6 +191,23 @@ def test_separate_gallery_metrics_equal_reference():
     result = retrieval_metrics(q, qy, k=(1, 5), gallery_embeddings=x, gallery_labels=y, chunk_size=16)
     assert result["skipped_queries"] == int((qy == 5).sum()) > 0
     assert_metrics_equal(result, expected)
+
+
+def test_exact_metrics_with_exact_ties_are_exact_at_every_scale():
+    """Integer-grid data, scaled: with `exact=True` every result equals the exact ranking's
+    (ties to the lower index); by default, scaling by a power of two changes nothing."""
+    for seed in range(6):
+        x, y = integer_set(28, 2 + seed % 2, 3, 2, seed=20 + seed)
+        base = retrieval_metrics(x, y, k=(1, 2, 4), exact=True)
+        assert_metrics_equal(base, reference_metrics(x, y, (1, 2, 4), neighbors=exact_neighbors)[0])
+        assert retrieval_metrics(x, y, k=(1, 2, 4)) == base  # small integers: float32 keys are exact
+        for scale in (0.1, 1e-30, 1e15, 2.0 ** -40, 2.0 ** 50):
+            scaled = (x.astype(np.float64) * scale).astype("float32")
+            result = retrieval_metrics(scaled, y, k=(1, 2, 4), exact=True)
+            expected, _ = reference_metrics(scaled, y, (1, 2, 4), neighbors=exact_neighbors)
+            assert_metrics_equal(result, expected)
+            if np.log2(scale).is_integer():
+                assert result == base == retrieval_metrics(scaled, y, k=(1, 2, 4))
 
 
 def test_list_memory_fallback_gives_identical_results(monkeypatch):

@@ -249,7 +249,18 @@ def saved(tmp_path, distance="euclidean", labels=True):
     ("size", 7, "shape"),
     ("dim", 2, "shape"),
     ("arrays_file", "../elsewhere.npz", "arrays_file"),
-    ("distance", "cosine", "L2-normalised"),  # switched over rows that are not unit length
+    ("arrays_file", ["arrays.npz"], "arrays_file"),
+    ("distance", ["euclidean"], "distance"),  # a list where a string belongs
+    ("backend", ["exact"], "backend"),
+    ("faiss_index", {"flat": 1}, "faiss_index"),
+    ("threshold", 10**400, "threshold"),  # beyond float64
+    ("threshold", [0.5], "threshold"),
+    ("size", 10**400, "size"),
+    ("dim", 2**50, "dim"),
+    ("replaces", ["../../thesis.tex"], "replaces"),
+    ("replaces", "arrays.npz", "replaces"),
+    ("format_version", "2", "format version"),
+    ("extra_field", 1, "unknown field"),
 ])
 def test_load_checks_every_field(tmp_path, field, value, message):
     _, config_path, config = saved(tmp_path)
@@ -277,13 +288,60 @@ def test_load_refuses_a_config_that_is_not_a_json_object(tmp_path):
     (dict(ids=np.arange(6).reshape(6, 1)), "ids must be"),
     (dict(labels=np.arange(5)), "labels must be"),
     (dict(embeddings=np.full((6, 3), np.nan, "float32")), "NaN"),
-    (dict(embeddings=np.zeros((6, 3), "float64")), "float32"),
+    (dict(embeddings=np.zeros((6, 3), "float16")), "float32 or float64"),
+    (dict(embeddings=np.zeros((3, 6), "float32")), "shape"),
+    (dict(ids=np.array([b"a", 1, None], dtype=object)[[0, 1, 2, 0, 1, 2]]), "ids must be"),
+    (dict(labels=np.ones(6, "complex64")), "labels must be"),
     (dict(extra=np.zeros(2)), "must hold"),
 ])
 def test_load_checks_every_array(tmp_path, arrays, message):
     index, config_path, config = saved(tmp_path)
     stored = {"embeddings": index.embeddings, "ids": index.ids, "labels": index.labels, **arrays}
-    np.savez(tmp_path / "idx" / config["arrays_file"], **stored)
+    np.savez(tmp_path / "idx" / config["arrays_file"], **stored, allow_pickle=True)
+    with pytest.raises(ValueError, match=message):
+        Index.load(tmp_path / "idx")
+
+
+def test_load_refuses_duplicate_json_keys(tmp_path):
+    _, config_path, config = saved(tmp_path)
+    text = json.dumps(config)
+    config_path.write_text(text[:-1] + ', "threshold": 99.0}')
+    with pytest.raises(ValueError, match=r"\['threshold'\] appear more than once"):
+        Index.load(tmp_path / "idx")
+
+
+def write_member(path, name, data):
+    """Replace the zip member `name` of an npz file by raw `data`."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as old:
+        members = {info.filename: old.read(info) for info in old.infolist()}
+    members[name] = data
+    with zipfile.ZipFile(path, "w") as new:
+        for member, content in members.items():
+            new.writestr(member, content)
+
+
+def npy_header(shape, dtype="<f4"):
+    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (117 - len(header)) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+@pytest.mark.parametrize("data, size, message", [
+    (b"not an array at all", None, "embeddings is not an array"),
+    (b"", None, "embeddings is not an array"),
+    (npy_header((600000000000, 3)), None, "shape"),  # header and index.json disagree
+    (npy_header((600000000000, 3)), 600000000000, "bytes of data"),  # both lie: nothing allocated
+    (npy_header((6, 3), "|O"), None, "float32 or float64"),
+    (npy_header((6, 3)) + b"\0" * 8, None, "bytes of data"),
+])
+def test_load_reads_array_headers_before_data(tmp_path, data, size, message):
+    _, config_path, config = saved(tmp_path)
+    write_member(tmp_path / "idx" / config["arrays_file"], "embeddings.npy", data)
+    if size is not None:
+        config["size"] = size
+        config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match=message):
         Index.load(tmp_path / "idx")
 
@@ -335,7 +393,145 @@ def test_save_is_atomic_under_a_kill_at_any_moment(tmp_path):
         expected = old if loaded.ids[0] == 0 else new
         np.testing.assert_array_equal(loaded.embeddings, expected.embeddings)
         np.testing.assert_array_equal(loaded.ids, expected.ids)
-    new.save(tmp_path / "idx")  # arrays files written before a kill are removed by the next save
-    kept = [name for name in os.listdir(tmp_path / "idx") if not name.startswith(".")]
-    assert sorted(kept) == sorted(["index.json", json.loads((tmp_path / "idx" / "index.json").read_text())
-                                   ["arrays_file"]])
+    new.save(tmp_path / "idx")  # what killed saves left (records, arrays files) goes with the next save
+    assert sorted(os.listdir(tmp_path / "idx")) == sorted(
+        ["index.json", json.loads((tmp_path / "idx" / "index.json").read_text())["arrays_file"]])
+
+
+def test_save_deletes_only_the_files_it_recorded(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    users = {"arrays.npz": b"my arrays", f"arrays-{'0' * 32}.npz": b"a look-alike",
+             ".index.json.abcd1234.tmp": b"another tool's temporary file", "notes.txt": b"x"}
+    for name, content in users.items():
+        (folder / name).write_bytes(content)
+    index = Index()
+    index.add(integer_rows(6, 3, 2, 19))
+    index.save(folder)
+    first = json.loads((folder / "index.json").read_text())["arrays_file"]
+    index.save(folder)  # replaces the index: its own previous arrays file goes, nothing else
+    second = json.loads((folder / "index.json").read_text())["arrays_file"]
+    assert sorted(os.listdir(folder)) == sorted([*users, "index.json", second]) and first != second
+    for name, content in users.items():
+        assert (folder / name).read_bytes() == content
+
+
+def test_save_refuses_a_file_and_a_foreign_index_json(tmp_path):
+    index = Index()
+    index.add(integer_rows(6, 3, 2, 20))
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(ValueError, match="directory=.* is a file"):
+        index.save(tmp_path / "a_file")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "index.json").write_text('{"pages": ["home"]}')
+    with pytest.raises(ValueError, match="not a saved Index .*; refusing to replace it"):
+        index.save(tmp_path / "web")
+    assert os.listdir(tmp_path / "web") == ["index.json"]
+    assert (tmp_path / "web" / "index.json").read_text() == '{"pages": ["home"]}'
+
+
+def test_a_killed_saves_leftovers_go_but_a_live_saves_stay(tmp_path):
+    """What a save killed between writing its arrays file and renaming its record looks
+    like, and a save still running in another process (its record locked)."""
+    import fcntl
+
+    index = Index()
+    index.add(integer_rows(6, 3, 2, 21))
+    index.save(tmp_path / "idx")
+    dead, live = "1" * 32, "2" * 32
+    for token in (dead, live):
+        (tmp_path / "idx" / f".keras_dml-save-{token}.tmp").write_text("{")
+        (tmp_path / "idx" / f"arrays-{token}.npz").write_bytes(b"partial")
+    (tmp_path / "idx" / f".arrays-{'3' * 32}.npz.abcd_123.tmp").write_bytes(b"an older version's")
+    with open(tmp_path / "idx" / f".keras_dml-save-{live}.tmp") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # flock locks are per open file: this one stands for another process
+        index.save(tmp_path / "idx")
+    current = json.loads((tmp_path / "idx" / "index.json").read_text())["arrays_file"]
+    assert sorted(os.listdir(tmp_path / "idx")) == sorted(
+        ["index.json", current, f".keras_dml-save-{live}.tmp", f"arrays-{live}.npz"])
+    index.save(tmp_path / "idx")  # no longer locked: now it is a killed save's
+    assert sorted(os.listdir(tmp_path / "idx")) == sorted(
+        ["index.json", json.loads((tmp_path / "idx" / "index.json").read_text())["arrays_file"]])
+
+
+def test_threshold_is_checked_when_set():
+    index = Index()
+    index.threshold = np.float32(0.5)
+    assert index.threshold == 0.5 and type(index.threshold) is float
+    for bad in ("0.5", True, float("nan"), np.inf, [0.5], 10**400):
+        with pytest.raises(ValueError, match="threshold must be None or a finite number"):
+            index.threshold = bad
+    assert index.threshold == 0.5
+
+
+def test_numpy_threshold_saves_and_loads(tmp_path):
+    index = Index()
+    index.add(integer_rows(6, 3, 2, 22))
+    index.threshold = np.float32(0.5)
+    index.save(tmp_path / "idx")
+    assert Index.load(tmp_path / "idx").threshold == 0.5
+    assert len(os.listdir(tmp_path / "idx")) == 2
+
+
+def test_integer_ids_keep_their_dtype_and_precision(tmp_path):
+    index = Index()
+    big = np.array([2**53, 2**53 + 1, 2**63 + 5], np.uint64)  # float64 would merge the first two
+    index.add(integer_rows(3, 2, 2, 23), ids=big)
+    index.add(integer_rows(2, 2, 2, 24), ids=np.array([7, 8], np.int64))  # fits uint64: accepted
+    assert index.ids.dtype == np.uint64 and index.ids.tolist() == [2**53, 2**53 + 1, 2**63 + 5, 7, 8]
+    with pytest.raises(ValueError, match=r"outside the uint64 range"):
+        index.add(integer_rows(1, 2, 2, 25), ids=np.array([-1]))
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.ids.tolist() == index.ids.tolist() and len(loaded) == 5
+    signed = Index()
+    signed.add(integer_rows(1, 2, 2, 26), ids=np.array([-3]))
+    with pytest.raises(ValueError, match=r"outside the int64 range"):
+        signed.add(integer_rows(1, 2, 2, 27), ids=np.array([2**63], np.uint64))
+
+
+@pytest.mark.parametrize("first, second, message", [
+    (dict(labels=[0, 1]), dict(labels=["x", "y"]), "labels are strings but this index holds integers"),
+    (dict(labels=["a", "b"]), dict(labels=[0, 1]), "labels are integers but this index holds strings"),
+    (dict(labels=[True, False]), dict(labels=[0, 1]), "labels are integers but this index holds booleans"),
+    (dict(ids=["a", "b"]), dict(ids=[5, 6]), "ids are integers but this index holds strings"),
+    (dict(), dict(ids=["c", "d"]), "ids are strings but this index holds integers"),
+])
+def test_a_batch_of_another_kind_is_refused(first, second, message):
+    index = Index()
+    index.add(integer_rows(2, 2, 2, 28), **first)
+    before = (index.embeddings.copy(), index.ids.copy())
+    if "labels" in first:
+        second.setdefault("labels", first["labels"])
+    with pytest.raises(ValueError, match=message):
+        index.add(integer_rows(2, 2, 2, 29), **second)
+    np.testing.assert_array_equal(index.embeddings, before[0])  # nothing was stored
+    np.testing.assert_array_equal(index.ids, before[1])
+
+
+def test_float64_embeddings_are_stored_and_searched_in_float64(tmp_path):
+    """Near 1e6, rows 0.001 apart would be one point in float32."""
+    x = 1e6 + 0.001 * np.array([[0.0], [3.0], [1.0], [7.0], [2.0]]) * np.ones((1, 3))
+    index = Index()
+    index.add(x)
+    ids, dist = index.search(x[:1] + 0.0004, k=5)
+    assert ids.tolist() == [[0, 2, 4, 1, 3]] and dist.min() > 0
+    np.testing.assert_allclose(dist[0], np.sqrt(3) * np.array([0.4, 0.6, 1.6, 2.6, 6.6]) * 1e-3, rtol=1e-6)
+    index.add(np.full((1, 3), 5.0, "float32"))  # float32 rows are exact in float64
+    index.save(tmp_path / "idx")
+    loaded = Index.load(tmp_path / "idx")
+    assert loaded.embeddings.dtype == np.float64
+    np.testing.assert_array_equal(loaded.search(x[:1] + 0.0004, k=5)[0], ids)
+    small = Index()
+    small.add(np.zeros((2, 3), "float32"))
+    small.add(np.ones((1, 3)))  # float64 values that float32 holds exactly: accepted
+    with pytest.raises(ValueError, match="would lose precision"):
+        small.add(x[1:2])  # 1e6 + 0.003
+    assert small.embeddings.dtype == np.float32 and len(small) == 3
+
+
+def test_cosine_ties_between_parallel_items_go_to_the_earlier_one():
+    index = Index(distance="cosine")
+    index.add(np.array([[1.0, 2.0, 0.0], [3.0, 6.0, 0.0], [0.0, 1.0, 0.0], [7.0, 14.0, 0.0]], "float32"))
+    ids, values = index.search(np.array([[0.3, 0.6, 0.0], [0.1, 0.0, 0.1]], "float32"), k=4)
+    assert ids[0].tolist() == [0, 1, 3, 2] and ids[1].tolist() == [0, 1, 3, 2]

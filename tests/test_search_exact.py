@@ -75,7 +75,7 @@ def test_values_beyond_float32_are_a_clear_error():
     with pytest.raises(ValueError, match="exceed the float32 range"):
         nearest_neighbors(x, k=2, distance="squared_euclidean")
     search = ExactSearch(np.ones((5, 3), "float32"))
-    with pytest.raises(ValueError, match="queries hold values"):
+    with pytest.raises(ValueError, match="exceed the float32 range"):  # the distance itself does
         search.search(np.full((1, 3), 3e38, "float32"), k=1)
     with pytest.raises(ValueError, match="beyond the float32 range"):
         nearest_neighbors(np.full((3, 2), 1e300), k=1)
@@ -115,6 +115,61 @@ def test_bad_input_is_a_clear_error(kwargs, message):
         retrieval_metrics(np.zeros((10, 0)), np.arange(10) % 2, k=1)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         retrieval_metrics(np.eye(4), [0, 0, 1, 1], k=True)
+
+
+def exact_brute_force(queries, gallery, k, distance="euclidean"):
+    """The order of the keys in exact rational arithmetic, ties by index (small sets only)."""
+    from fractions import Fraction
+
+    order = []
+    for q in np.asarray(queries).tolist():
+        q = [Fraction(v) for v in q]
+        keys = []
+        for y in np.asarray(gallery).tolist():
+            y = [Fraction(v) for v in y]
+            if distance == "euclidean":
+                keys.append(sum((a - b) ** 2 for a, b in zip(q, y)))
+            else:  # cosine: -sign(d) d^2 / ||y||^2 orders as -cos (||q|| is common)
+                d, n = sum(a * b for a, b in zip(q, y)), sum(b * b for b in y)
+                keys.append(-d * abs(d) / n if n else Fraction(0))
+        order.append(sorted(range(len(keys)), key=lambda j: (keys[j], j))[:k])
+    return np.array(order)
+
+
+def test_cosine_ties_between_parallel_vectors_go_to_the_lower_index():
+    rng = np.random.default_rng(6)
+    base = rng.integers(-4, 5, size=(12, 5)).astype("float32")
+    base[np.abs(base).sum(axis=1) == 0, 0] = 1.0
+    factors = rng.choice([1.0, 3.0, 5.0, 7.0, 11.0, 0.375], size=(36, 1)).astype("float32")
+    gallery = base[rng.permutation(np.arange(36) % 12)] * factors  # exact multiples: parallel rows
+    queries = rng.normal(size=(20, 5)).astype("float32")
+    for search_queries in (queries, gallery[:10]):
+        ids, values = nearest_neighbors(search_queries, gallery, k=12, distance="cosine")
+        np.testing.assert_array_equal(ids, exact_brute_force(search_queries, gallery, 12, "cosine"))
+    labels = np.arange(36) % 3
+    metrics = retrieval_metrics(gallery, labels, k=(1, 3), distance="cosine", exact=True)
+    assert metrics == retrieval_metrics(gallery * np.float32(3.0), labels, k=(1, 3), distance="cosine", exact=True)
+
+
+def test_a_gallery_of_tiny_spread_answers_ordinary_queries_exactly():
+    rng = np.random.default_rng(7)
+    gallery = (1e-20 * rng.normal(size=(60, 4))).astype("float32")
+    queries = rng.normal(size=(5, 4)).astype("float32")
+    ids, values = nearest_neighbors(queries, gallery, k=4)
+    np.testing.assert_array_equal(ids, exact_brute_force(queries, gallery, 4))  # float64 sees all tied
+    np.testing.assert_allclose(values[:, 0], np.linalg.norm(queries, axis=1), rtol=1e-6)
+    far = ExactSearch(np.full((3, 2), 1e-30, "float32") * [[1], [2], [3]])
+    assert far.search(np.array([[1e30, 1e30]], "float32"), k=3)[0].tolist() == [[2, 1, 0]]
+
+
+def test_float64_embeddings_are_searched_in_float64():
+    """Rounded to float32, rows 0.001 apart near 1e6 would all be one point."""
+    x = 1e6 + 0.001 * np.array([[0.0], [3.0], [1.0], [7.0], [2.0]]) * np.ones((1, 3))
+    ids, values = nearest_neighbors(x[:1] + 0.0004, x, k=5)
+    assert ids.tolist() == [[0, 2, 4, 1, 3]]
+    np.testing.assert_allclose(values[0], np.sqrt(3) * np.array([0.4, 0.6, 1.6, 2.6, 6.6]) * 1e-3, rtol=1e-6)
+    ids, _ = nearest_neighbors(x, x, k=5)  # near-ties decided by the float64 values as given
+    np.testing.assert_array_equal(ids, exact_brute_force(x, x, 5))
 
 
 def test_no_queries_give_empty_results():

@@ -11,11 +11,20 @@ query whose class has `R` other samples in the gallery:
 - NMI (`nmi=True`): k-means (scikit-learn, seeded) on the query embeddings with k the
   number of classes, scored against the labels.
 
-Queries with `R = 0` are skipped and counted. Ties in distance go to the lower gallery
-index. The search (`keras_dml.search.ExactSearch`, `certify=False`) ranks by float32 keys
-of rows centred on the gallery mean, so any offset of the data is searched accurately;
-pairs whose distances differ by less than float32 rounding may be ordered differently
-from float64. It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
+Queries with `R = 0` are skipped and counted. Ranking (`keras_dml.search.ExactSearch`):
+
+- default: by float32 keys of the rows centred on the gallery mean and scaled by a power
+  of two, ties (equal float32 keys) to the lower gallery index. Any offset is searched
+  accurately and scaling the data by a power of two changes nothing, but two neighbours
+  whose distances differ by less than float32 rounding may come in either order, so on
+  data with exact ties (integer grids) a scale such as 0.1 can change the metrics;
+- `exact=True`: the metrics of the ranking by the exact distances of the embeddings as
+  given, ties to the lower index, at every scale. The search certifies what the metrics
+  read, which of each query's neighbours share its label (near-tied neighbours that all
+  share it, or all do not, give the same metrics in any order); it costs 1.2x to 1.6x
+  the CPU time (docs/evaluation.md).
+
+It runs in chunks, so memory stays bounded: no N x N matrix is ever held.
 
 Example:
 
@@ -29,7 +38,7 @@ import numpy as np
 
 from keras_dml.evaluation.rerank import retrieval_metrics_reranked
 from keras_dml.search import ExactSearch, inputs
-from keras_dml.search.keys import Frame
+from keras_dml.search.keys import unit_rows
 
 
 def _per_query(correct, relevant, ks):
@@ -68,6 +77,7 @@ def retrieval_metrics(
     seed=0,
     rerank=None,
     rerank_depth=10,
+    exact=False,
 ):
     """Recall@K, R-Precision and MAP@R (and optionally NMI) of labelled embeddings.
 
@@ -87,6 +97,9 @@ def retrieval_metrics(
             its score (see `keras_dml.evaluation.retrieval_metrics_reranked`; Recall@K
             only, every K at most `rerank_depth`).
         rerank_depth: neighbours re-ranked per query.
+        exact: rank by the exact distances, ties to the lower index, at every scale of
+            the data (module docstring); default: by float32 keys, which can order
+            near-ties differently.
 
     Returns:
         A dict with `"recall@K"` for each K, `"r_precision"`, `"map_at_r"`,
@@ -94,9 +107,9 @@ def retrieval_metrics(
         in the gallery), plus `"nmi"` and `"per_class"` when asked for.
     """
     if rerank is not None:
-        if gallery_embeddings is not None or nmi or per_class:
-            raise ValueError("rerank reports Recall@K on a single set: it does not combine with "
-                             "a separate gallery, nmi or per_class.")
+        if gallery_embeddings is not None or nmi or per_class or exact:
+            raise ValueError("rerank reports Recall@K on a single set, always certified: it does not "
+                             "combine with a separate gallery, nmi, per_class or exact.")
         return retrieval_metrics_reranked(embeddings, labels, rerank, rerank_depth=rerank_depth, k=k,
                                           distance=distance, chunk_size=chunk_size)
     distance = inputs.check_distance(distance)
@@ -108,7 +121,7 @@ def retrieval_metrics(
         if len(queries) < 2:
             raise ValueError(f"retrieval metrics need at least 2 samples; got {len(queries)}.")
         gallery, gallery_labels = None, labels
-        search = ExactSearch(queries, distance, chunk_size, name="embeddings", certify=False)
+        search = ExactSearch(queries, distance, chunk_size, name="embeddings")
     else:
         gallery = inputs.check_embeddings(gallery_embeddings, "gallery_embeddings")
         gallery_labels = inputs.check_column(
@@ -117,7 +130,7 @@ def retrieval_metrics(
         if len(queries) < 1 or len(gallery) < 1:
             raise ValueError("retrieval metrics need at least 1 query and 1 gallery sample.")
         inputs.check_same_dim(queries, gallery, ("embeddings", "gallery_embeddings"))
-        search = ExactSearch(gallery, distance, chunk_size, name="gallery_embeddings", certify=False)
+        search = ExactSearch(gallery, distance, chunk_size, name="gallery_embeddings")
     gallery_size = len(search) - (gallery is None)
     ks = inputs.check_ks(k, gallery_size)
 
@@ -135,7 +148,9 @@ def retrieval_metrics(
     depth = min(gallery_size, max(ks[-1], int(relevant.max())))
 
     values = {}
-    for start, stop, ids, _ in search.chunks(None if gallery is None else queries, depth, values=False):
+    chunks = search.chunks(None if gallery is None else queries, depth, values=False,
+                           labels=(query_codes, gallery_codes), certify=bool(exact))
+    for start, stop, ids, _ in chunks:
         correct = gallery_codes[ids] == query_codes[start:stop, None]
         for name, chunk in _per_query(correct, relevant[start:stop], ks).items():
             values.setdefault(name, np.zeros(len(queries)))[start:stop] = chunk
@@ -144,7 +159,7 @@ def retrieval_metrics(
     result["num_queries"] = int(counted.sum())
     result["skipped_queries"] = int((~counted).sum())
     if nmi:
-        clustered = Frame(distance, queries).rows(queries) if distance == "cosine" else queries
+        clustered = unit_rows(queries) if distance == "cosine" else queries
         result["nmi"] = _nmi(clustered, labels, seed)
     if per_class:
         result["per_class"] = _per_class(values, query_codes[counted], counted, classes)

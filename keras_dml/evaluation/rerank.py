@@ -14,7 +14,7 @@ Example:
 import numpy as np
 
 from keras_dml.search import ExactSearch, inputs
-from keras_dml.search.keys import Frame
+from keras_dml.search.keys import unit_rows
 from keras_dml.search.rerank import rerank
 
 __all__ = ["rerank", "retrieval_metrics_reranked"]
@@ -35,7 +35,7 @@ def retrieval_metrics_reranked(embeddings, labels, scorer, rerank_depth=10, k=(1
     """
     if top_k is not None:
         rerank_depth = top_k
-    search = ExactSearch(embeddings, distance, chunk_size, name="embeddings", certify=False)
+    search = ExactSearch(embeddings, distance, chunk_size, name="embeddings")
     labels = inputs.check_column(labels, len(search), "labels")
     depth = inputs.check_k(rerank_depth, len(search) - 1, "rerank_depth")
     ks = inputs.check_ks(k, len(search) - 1)
@@ -47,7 +47,7 @@ def retrieval_metrics_reranked(embeddings, labels, scorer, rerank_depth=10, k=(1
         raise ValueError("no query has another sample of its class, so Recall@K is undefined; check labels.")
     x = search.gallery
     if search.distance == "cosine":  # the scorer sees the rows the search compares
-        x = Frame("cosine", x).rows(x)
+        x = unit_rows(x)
     hits = {K: np.zeros(len(x), bool) for K in ks}
     for start, stop, ids, _ in search.chunks(None, depth, values=False):
         ids, _ = rerank(scorer, x[start:stop], x[ids], ids)

@@ -4,8 +4,9 @@
 `ExactSearch(gallery, distance)` puts the gallery in its search frame once
 (`keras_dml.search.keys`); `search(queries, k)` and `chunks(queries, k)` then answer
 queries, and `queries=None` searches the gallery against itself, each row leaving itself
-out. Results are *exact*: they equal a float64 brute force over the rows as given, ties
-going to the lower gallery index.
+out. Results are *exact*: the order of the keys of the rows as given (float32 or
+float64) in real arithmetic, ties going to the lower gallery index; that is a float64
+brute force's order wherever float64 tells the keys apart.
 
 How:
 
@@ -24,7 +25,10 @@ How:
    duplicates) form runs, re-sorted by keys recomputed in float64 from the rows as
    given, ties by index; runs are more than `2 e` apart, so their order is exact. The
    rare query whose list is not complete is searched again in float64 over the whole
-   gallery. The values returned are computed in float64 too.
+   gallery. Candidates whose float64 keys lie within float64's own error of each other
+   (duplicates, parallel vectors under cosine, a query far from a gallery of tiny
+   spread) are ordered by exact integer keys (`keys.exact_order`). The values returned
+   are computed in float64.
 
 Example:
 
@@ -83,14 +87,10 @@ class ExactSearch:
             units, the queries are the gallery and the lists are short next to it;
             `True` wherever it is safe; `False` never. Results do not depend on it.
         name: the gallery's name in error messages.
-        certify: `True` (default) makes the order exact against float64 (module
-            docstring, step 3); `False` ranks by the float32 keys of the centred rows,
-            which can order pairs whose distances differ by less than float32 rounding
-            differently, and costs no float64 work (the retrieval metrics use it).
     """
 
     def __init__(self, gallery, distance="euclidean", chunk_size=1024, threads=None, screen="auto",
-                 name="gallery", certify=True):
+                 name="gallery"):
         self.distance = inputs.check_distance(distance)
         self.gallery = inputs.check_embeddings(gallery, name)
         if not 1 <= len(self.gallery) < 2**32:
@@ -99,10 +99,11 @@ class ExactSearch:
         self.threads = None if threads is None else checks.positive_int(threads, "threads")
         if screen not in ("auto", True, False):
             raise ValueError(f"screen must be 'auto', True or False; got {screen!r}.")
-        self.screen, self.name, self.certify = screen, name, bool(certify)
+        self.screen, self.name = screen, name
         self.frame = keys_module.Frame(self.distance, self.gallery)
         self.rows = self.frame.rows(self.gallery, name, gallery=True)
         self.right = self.frame.right(self.rows)
+        self._norms = None  # float64 norms of the gallery rows, for "dot" near-ties in float64
 
     def __len__(self):
         return len(self.gallery)
@@ -118,37 +119,48 @@ class ExactSearch:
         values = [chunk[3] for chunk in chunks] or [np.zeros((0, k), np.float32)]
         return np.concatenate(ids), np.concatenate(values)
 
-    def chunks(self, queries=None, k=1, values=True):
+    def chunks(self, queries=None, k=1, values=True, labels=None, certify=True):
         """Yield `(start, stop, ids, values)` for chunks of queries, in the order they
         finish, with `search`'s results for queries `start:stop` (`values=False`: None
         instead of the values, which spares computing them). Memory stays bounded by
-        the chunks: no queries x gallery matrix is ever held."""
+        the chunks: no queries x gallery matrix is ever held.
+
+        `labels=(query_labels, gallery_labels)` (integer codes) certifies only what the
+        retrieval metrics read: which of each query's `k` results share its label. Near-tied
+        candidates that all share it, or all do not, then keep their float32 order (any
+        order gives the same labels), which spares their float64 work. `certify=False`
+        ranks by the float32 keys of the rows in the frame alone (ties by index), with no
+        float64 work: pairs whose keys differ by less than float32 rounding may come in
+        either order, and the order is invariant to scaling the data by powers of two.
+        """
         symmetric = queries is None
         size = len(self.gallery) - symmetric
         k = inputs.check_k(k, size)
         if symmetric:
-            given, rows = self.gallery, self.rows
+            given, rows, weights = self.gallery, self.rows, np.ones(len(self.gallery))
         else:
             given = inputs.check_embeddings(queries, "queries")
             inputs.check_same_dim(given, self.gallery, ("queries", self.name))
-            rows = self.frame.rows(given, "queries")
+            rows, weights = self.frame.queries(given, "queries")
         if not len(given):
             return
-        depth = min(size, k + EXTRA_DEPTH) if self.certify else k
-        error = self.frame.error_bound(rows, self.rows)
+        depth = min(size, k + EXTRA_DEPTH) if certify else k
+        error = self.frame.error_bound(rows, self.rows, weights)
         screen = self.screen
         if screen == "auto":  # query x gallery: measured slower screened (docs/evaluation.md)
             screen = symmetric and depth * _SCREEN_DEPTH_RATIO <= size and rows.shape[1] >= _SCREEN_MIN_DIM
-        blocks = KeyBlocks(self.frame.left(rows, own_term=symmetric), self.right, symmetric, screen)
+        left = self.frame.left(rows, own_term=symmetric, weights=None if symmetric else weights)
+        blocks = KeyBlocks(left, self.right, symmetric, screen)
         for start, stop, ids, float32_keys in _neighbor_chunks(blocks, depth, self.chunk_size, self.threads):
             queries_here, margin = given[start:stop], 2.0 * error[start:stop]
-            if not self.certify:
+            if not certify:
                 margin = np.full(stop - start, -np.inf)  # the float32 order is final
             # Certified: nothing outside the list can enter the top k, and the float32
             # order of the top k is the exact one (no two of its keys within the margin).
             complete = np.full(stop - start, depth == size) | (
                 float32_keys[:, depth - 1] - float32_keys[:, k - 1] > margin)
-            ids = self._order_near_ties(queries_here, ids, float32_keys, margin)[:, :k]
+            flags = None if labels is None else labels[1][ids] == labels[0][start:stop, None]
+            ids = self._order_near_ties(queries_here, ids, float32_keys, margin, flags)[:, :k]
             for i in np.flatnonzero(~complete):
                 ids[i] = self._float64_search(queries_here[i], k, start + i if symmetric else -1)
             if values:
@@ -158,40 +170,97 @@ class ExactSearch:
             else:
                 yield start, stop, ids, None
 
-    def _order_near_ties(self, queries, ids, float32_keys, margin):
+    def _order_near_ties(self, queries, ids, float32_keys, margin, flags=None):
         """Each query's candidates `ids` (sorted by float32 key, then index) in exact
         order: runs of candidates whose consecutive float32 keys lie within `margin` of
-        each other are re-sorted by float64 keys, ties by index. Runs are more than
-        `margin` apart, so their order is already exact; only candidates in a run are
-        recomputed."""
+        each other are re-sorted by float64 keys, and candidates float64 cannot tell
+        apart by exact integer keys (`keys.exact_order`), ties by index. Runs are more
+        than `margin` apart, so their order is already exact; only candidates in a run
+        are recomputed. With `flags` (`chunks`' labels), only runs that mix both flags."""
         near = np.diff(float32_keys, axis=1) <= margin[:, None]
-        if not near.any():
+        if flags is not None:
+            near = _mixed_runs(near, flags)
+        some = np.flatnonzero(near.any(axis=1))  # only these queries' lists change
+        if not len(some):
             return ids
-        in_run = np.zeros(ids.shape, bool)
+        ids, near, queries = ids.copy(), near[some], queries[some]
+        part = ids[some]
+        in_run = np.zeros(part.shape, bool)
         in_run[:, 1:] |= near
         in_run[:, :-1] |= near
-        run = np.cumsum(np.concatenate([np.ones((len(ids), 1), bool), ~near], axis=1), axis=1)
-        exact = np.zeros(ids.shape)
+        run = np.cumsum(np.concatenate([np.ones((len(part), 1), bool), ~near], axis=1), axis=1)
+        exact = np.zeros(part.shape)
         rows, cols = np.nonzero(in_run)
-        exact[rows, cols] = keys_module.exact_keys(self.distance, queries, self.gallery, rows, ids[rows, cols])
-        order = np.lexsort((ids, exact, run), axis=1)
-        return np.take_along_axis(ids, order, 1)
+        exact[rows, cols] = keys_module.exact_keys(self.distance, queries, self.gallery, rows, part[rows, cols])
+        order = np.lexsort((part, exact, run), axis=1)
+        part, exact = np.take_along_axis(part, order, 1), np.take_along_axis(exact, order, 1)
+        # Runs keep their places, so `near` still marks the pairs within one run.
+        ties = near & (np.diff(exact, axis=1) <= self._float64_tolerance(queries, part, exact))
+        for i in np.flatnonzero(ties.any(axis=1)):
+            part[i] = self._exact_ties(queries[i], part[i], ties[i])
+        ids[some] = part
+        return ids
+
+    def _float64_tolerance(self, queries, ids, exact):
+        """`keys.float64_tolerance` of each pair of neighbouring candidates."""
+        scale = np.maximum(np.abs(exact[:, 1:]), np.abs(exact[:, :-1]))
+        query_norms = gallery_norms = None
+        if self.distance == "dot":
+            norms = self._gallery_norms()[ids]
+            gallery_norms = np.maximum(norms[:, 1:], norms[:, :-1])
+            query_norms = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))[:, None]
+        return keys_module.float64_tolerance(self.distance, scale, self.gallery.shape[1], query_norms,
+                                             gallery_norms)
+
+    def _gallery_norms(self):
+        if self._norms is None:
+            self._norms = np.sqrt(np.einsum("ij,ij->i", self.gallery, self.gallery, dtype=np.float64))
+        return self._norms
+
+    def _exact_ties(self, query, ids, ties):
+        """`ids` with each chain of `ties` (pairs float64 cannot order) in exact order."""
+        ids = ids.copy()
+        starts = np.flatnonzero(ties & ~np.concatenate([[False], ties[:-1]]))
+        for start in starts:
+            stop = start + 1
+            while stop - 1 < len(ties) and ties[stop - 1]:
+                stop += 1
+            group = ids[start:stop]
+            ids[start:stop] = keys_module.exact_order(self.distance, query, self.gallery[group], group)
+        return ids
 
     def _float64_search(self, query, k, itself):
         """The `k` nearest gallery rows of one query by float64 keys over the whole
-        gallery, ties by index, row `itself` left out (-1: none)."""
-        best_ids, best = np.zeros(0, np.int64), np.zeros(0)
+        gallery (and exact integer keys where float64 cannot tell them apart), ties by
+        index, row `itself` left out (-1: none)."""
+        exact = np.empty(len(self.gallery))
         for start in range(0, len(self.gallery), _FALLBACK_ROWS):
             rows = self.gallery[start:start + _FALLBACK_ROWS]
-            exact = keys_module.exact_keys(self.distance, query[None], rows, np.zeros(len(rows), np.int64),
-                                           np.arange(len(rows)))
-            if start <= itself < start + len(rows):
-                exact[itself - start] = np.inf
-            ids = np.concatenate([best_ids, np.arange(start, start + len(rows))])
-            exact = np.concatenate([best, exact])
-            order = np.lexsort((ids, exact))[:k]
-            best_ids, best = ids[order], exact[order]
-        return best_ids
+            exact[start:start + len(rows)] = keys_module.exact_keys(
+                self.distance, query[None], rows, np.zeros(len(rows), np.int64), np.arange(len(rows)))
+        if itself >= 0:
+            exact[itself] = np.inf
+        kth = np.partition(exact, k - 1)[k - 1]
+        # Every row that may be among the exact top k: its float64 key is within the
+        # tolerance of the k-th (for "dot", of the largest pair scale).
+        query_norm = np.linalg.norm(query.astype(np.float64))
+        reach = 2.0 * keys_module.float64_tolerance(self.distance, np.abs(kth), self.gallery.shape[1],
+                                                    query_norm, self._gallery_norms().max())
+        candidates = np.flatnonzero(exact <= kth + reach)
+        ids = candidates[np.lexsort((candidates, exact[candidates]))]
+        keys = exact[ids]
+        ties = np.diff(keys) <= self._float64_tolerance(query[None], ids[None], keys[None])[0]
+        return self._exact_ties(query, ids, ties)[:k] if ties.any() else ids[:k]
+
+
+def _mixed_runs(near, flags):
+    """`near` (pairs of neighbouring candidates in one run) kept only in runs whose
+    candidates' `flags` are not all equal."""
+    run = np.cumsum(np.concatenate([np.ones((len(near), 1), bool), ~near], axis=1), axis=1)
+    mixed = np.zeros((len(near), near.shape[1] + 2), bool)
+    rows, cols = np.nonzero(near & (flags[:, 1:] != flags[:, :-1]))
+    mixed[rows, run[rows, cols]] = True
+    return near & mixed[np.arange(len(near))[:, None], run[:, 1:]]
 
 
 def nearest_neighbors(queries, gallery=None, k=1, distance="euclidean", chunk_size=1024, threads=None,

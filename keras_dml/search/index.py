@@ -6,8 +6,14 @@ with the ids of the `k` closest items and their distances. The default search is
 brute force, ties going to the earlier added item); `backend="faiss"` uses faiss (flat or
 IVF) when it is installed. `calibrate` picks a distance threshold on labelled data and
 `match` then answers "same item or not". Any scorer, such as a trained PDDM unit, can
-re-rank the top results (`search(..., rerank=scorer)`). `save` is atomic and `load`
-checks every field and array it reads.
+re-rank the top results (`search(..., rerank=scorer)`). `save` is atomic and deletes only
+files it recorded, and `load` checks every field and array it reads
+(`keras_dml.search.storage`).
+
+Dtypes are decided by the first `add`: embeddings stay float32, or float64 when given as
+float64 (searched in float64, nothing rounded); ids and labels keep their kind
+(integers, strings, ...). A later batch that would change a kind or lose precision is
+a ValueError saying so.
 
 Example:
 
@@ -19,28 +25,16 @@ Example:
 >>> ids.tolist(), index.lookup(ids).tolist()
 ([[0, 1]], [[7, 8]])
 """
-import json
-import os
-import re
-import tempfile
-import uuid
-import zipfile
-
 import numpy as np
 
 from keras_dml import checks
-from keras_dml.search import inputs
+from keras_dml.search import inputs, storage
 from keras_dml.search.exact import ExactSearch
-from keras_dml.search.keys import Frame
+from keras_dml.search.keys import unit_rows
 from keras_dml.search.rerank import rerank as rerank_candidates
+from keras_dml.search.storage import FORMAT_VERSION
 
-FORMAT_VERSION = 2
-_CONFIG_FILE = "index.json"
-_ARRAYS_PATTERN = re.compile(r"arrays(-[0-9a-f]{32})?\.npz")  # format version 1 wrote "arrays.npz"
-_BACKENDS = ("exact", "faiss", "auto")
-_FAISS_INDEXES = ("flat", "ivf")
-# How far a stored cosine row's norm may be from 1 (zero rows are allowed) when loaded.
-_UNIT_NORM_TOLERANCE = 1e-4
+__all__ = ["FORMAT_VERSION", "Index"]
 
 
 def _faiss():
@@ -68,18 +62,27 @@ class Index:
     def __init__(self, distance="euclidean", backend="exact", faiss_index="flat", nlist=100,
                  nprobe=8, chunk_size=1024):
         self.distance = inputs.check_distance(distance)
-        self.backend = checks.one_of(backend, "backend", _BACKENDS)
-        self.faiss_index = checks.one_of(faiss_index, "faiss_index", _FAISS_INDEXES)
+        self.backend = checks.one_of(backend, "backend", storage.BACKENDS)
+        self.faiss_index = checks.one_of(faiss_index, "faiss_index", storage.FAISS_INDEXES)
         if backend == "faiss" and _faiss() is None:
             raise ValueError("backend='faiss' needs the faiss package (pip install faiss-cpu).")
         self.nlist = checks.positive_int(nlist, "nlist")
         self.nprobe = checks.positive_int(nprobe, "nprobe")
         self.chunk_size = checks.positive_int(chunk_size, "chunk_size")
         self.threshold = None
-        self.embeddings = None  # as added (L2-normalised for "cosine")
+        self.embeddings = None  # as added, in the dtype of the first add
         self.ids = np.zeros(0, np.int64)
         self.labels = None
         self._searcher = None  # the stored rows in search form, built on the first search
+
+    @property
+    def threshold(self):
+        """The distance (or similarity) threshold of `match`: None or a float, checked when set."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value):
+        self._threshold = storage.check_threshold(value)
 
     def __len__(self):
         return 0 if self.embeddings is None else len(self.embeddings)
@@ -96,16 +99,20 @@ class Index:
         """Store `(n, D)` embeddings with optional labels and unique ids.
 
         Ids default to consecutive integers (0, 1, ... over all calls). Labels must be
-        given for every call or for none.
+        given for every call or for none. The first call decides the dtypes (module
+        docstring); a batch that does not fit them is refused before anything is stored.
         """
-        x = self._prepare(inputs.check_embeddings(embeddings))
-        if self.dim is not None and x.shape[1] != self.dim:
-            raise ValueError(f"embeddings have dimension {x.shape[1]} but the index holds {self.dim}.")
+        x = inputs.check_embeddings(embeddings)
+        if len(self):
+            if x.shape[1] != self.dim:
+                raise ValueError(f"embeddings have dimension {x.shape[1]} but the index holds {self.dim}.")
+            x = inputs.fit_embeddings(x, self.embeddings.dtype)
         if ids is None:
             if self.ids.dtype.kind not in "iu":
                 raise ValueError("this index has non-integer ids; pass ids= explicitly.")
-            ids = np.arange(len(self), len(self) + len(x), dtype=np.int64)
+            ids = np.arange(len(self), len(self) + len(x), dtype=self.ids.dtype)
         ids = inputs.check_column(ids, len(x), "ids", kinds="iuUS")
+        ids = inputs.fit_column(ids, self.ids.dtype, "ids") if len(self) else ids.astype(inputs.column_dtype(ids))
         all_ids = np.concatenate([self.ids, ids]) if len(self) else ids
         if len(np.unique(all_ids)) != len(all_ids):
             raise ValueError("ids must be unique across the index.")
@@ -113,14 +120,14 @@ class Index:
             raise ValueError("labels must be given for every add() or for none.")
         if labels is not None:
             labels = inputs.check_column(labels, len(x), "labels")
-            self.labels = np.concatenate([self.labels, labels]) if len(self) else labels
+            if len(self):
+                labels = np.concatenate([self.labels, inputs.fit_column(labels, self.labels.dtype, "labels")])
+            else:
+                labels = labels.astype(inputs.column_dtype(labels))
+            self.labels = labels
         self.embeddings = np.concatenate([self.embeddings, x]) if len(self) else x
         self.ids = all_ids
         self._searcher = None
-
-    def _prepare(self, x):
-        """Rows as stored and searched: L2-normalised (in float64) for `"cosine"`."""
-        return Frame("cosine", x[:1]).rows(x) if self.distance == "cosine" and len(x) else x
 
     def lookup(self, ids):
         """The labels of the items with these ids (any shape)."""
@@ -167,9 +174,10 @@ class Index:
         ids, scores = [], []
         for start in range(0, len(queries), self.chunk_size):  # bounded (rows, depth, D) pairs
             rows = slice(start, start + self.chunk_size)
-            chunk_ids, chunk_scores = rerank_candidates(
-                rerank, queries[rows], self.embeddings[positions[rows]], self.ids[positions[rows]]
-            )
+            candidates = self.embeddings[positions[rows]]
+            if self.distance == "cosine":  # the scorer sees the rows the search compares
+                candidates = unit_rows(candidates.reshape(-1, self.dim)).reshape(candidates.shape)
+            chunk_ids, chunk_scores = rerank_candidates(rerank, queries[rows], candidates, self.ids[positions[rows]])
             ids.append(chunk_ids[:, :k])
             scores.append(chunk_scores[:, :k])
         return np.concatenate(ids), np.concatenate(scores)
@@ -177,7 +185,7 @@ class Index:
     def _check_queries(self, queries, k):
         if not len(self):
             raise ValueError("the index is empty; add() embeddings first.")
-        queries = self._prepare(inputs.check_embeddings(queries, "queries"))
+        queries = inputs.check_embeddings(queries, "queries")
         if queries.shape[1] != self.dim:
             raise ValueError(f"queries have dimension {queries.shape[1]} but the index holds {self.dim}.")
         return queries, inputs.check_k(k, len(self))
@@ -197,12 +205,16 @@ class Index:
             metric = faiss.METRIC_INNER_PRODUCT if inner else faiss.METRIC_L2
             layout = "Flat" if self.faiss_index == "flat" else f"IVF{min(self.nlist, len(self))},Flat"
             index = faiss.index_factory(self.dim, layout, metric)
+            rows = unit_rows(self.embeddings) if self.distance == "cosine" else self.embeddings
+            rows = np.ascontiguousarray(rows, np.float32)  # faiss searches float32
             if self.faiss_index == "ivf":
-                index.train(self.embeddings)
+                index.train(rows)
                 index.nprobe = self.nprobe
-            index.add(self.embeddings)
+            index.add(rows)
             self._searcher = index
-        values, positions = self._searcher.search(queries, k)
+        if self.distance == "cosine":
+            queries = unit_rows(queries)
+        values, positions = self._searcher.search(np.ascontiguousarray(queries, np.float32), k)
         if np.any(positions < 0):
             raise ValueError("faiss found fewer than k neighbours; raise nprobe or use faiss_index='flat'.")
         if self.distance == "euclidean":
@@ -264,29 +276,21 @@ class Index:
         """Write the index to `directory` (created if needed), atomically.
 
         The arrays go to a new `arrays-<random>.npz`, then the settings to `index.json`,
-        which names that file; each is written to a temporary file in `directory`,
-        flushed to disk and renamed into place. A crash at any moment leaves the previous
-        index or the new one loadable. Arrays files that `index.json` no longer names
-        (the previous one, or one written before a crash) are then removed; no other file
-        is touched.
+        which names that file (`keras_dml.search.storage`). A crash at any moment leaves
+        the previous index or the new one loadable. Only files keras_dml recorded are
+        removed: the arrays file the replaced `index.json` named, and what killed saves
+        left behind. No other file is touched; a directory whose `index.json` is not a
+        saved index is refused.
         """
         if not len(self):
             raise ValueError("the index is empty; nothing to save.")
-        os.makedirs(directory, exist_ok=True)
-        arrays_file = f"arrays-{uuid.uuid4().hex}.npz"
         arrays = {"embeddings": self.embeddings, "ids": self.ids}
         if self.labels is not None:
             arrays["labels"] = self.labels
-        _write_atomically(directory, arrays_file, lambda f: np.savez(f, **arrays))
-        config = {"format_version": FORMAT_VERSION, "arrays_file": arrays_file, "distance": self.distance,
-                  "backend": self.backend, "faiss_index": self.faiss_index, "nlist": self.nlist,
-                  "nprobe": self.nprobe, "chunk_size": self.chunk_size, "threshold": self.threshold,
-                  "size": len(self), "dim": self.dim}
-        text = json.dumps(config, indent=2).encode()
-        _write_atomically(directory, _CONFIG_FILE, lambda f: f.write(text))
-        for name in os.listdir(directory):
-            if name != arrays_file and _ARRAYS_PATTERN.fullmatch(name):
-                os.remove(os.path.join(directory, name))
+        config = {"distance": self.distance, "backend": self.backend, "faiss_index": self.faiss_index,
+                  "nlist": self.nlist, "nprobe": self.nprobe, "chunk_size": self.chunk_size,
+                  "threshold": self.threshold, "size": len(self), "dim": self.dim}
+        storage.write(directory, config, arrays)
 
     @classmethod
     def load(cls, directory):
@@ -297,109 +301,10 @@ class Index:
         A faiss index is rebuilt from the stored embeddings; where faiss is not installed
         the loaded index searches exactly instead.
         """
-        config = _read_config(directory)
+        config, arrays = storage.read(directory)
         backend = config["backend"] if config["backend"] != "faiss" or _faiss() else "exact"
         index = cls(config["distance"], backend, config["faiss_index"], config["nlist"],
                     config["nprobe"], config["chunk_size"])
-        arrays = _read_arrays(os.path.join(directory, config["arrays_file"]), config)
         index.embeddings, index.ids, index.labels = arrays["embeddings"], arrays["ids"], arrays.get("labels")
         index.threshold = config["threshold"]
         return index
-
-
-def _write_atomically(directory, name, write):
-    """`write(file)` into a temporary file in `directory`, flushed and synced to disk, then
-    renamed to `name` and the directory synced: `name` is old or new, never torn."""
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, os.path.join(directory, name))
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-
-
-def _read_config(directory):
-    """`index.json` of `directory`, every field checked (see `Index.save`)."""
-    path = os.path.join(directory, _CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{str(directory)!r} is not a saved Index: {_CONFIG_FILE} is missing.")
-    try:
-        with open(path, "rb") as f:
-            config = json.loads(f.read().decode("utf-8"))
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"{_CONFIG_FILE} is not valid JSON: {error}.") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{_CONFIG_FILE} must hold a JSON object; got {type(config).__name__}.")
-    version = config.get("format_version")
-    if isinstance(version, bool) or version not in (1, FORMAT_VERSION):
-        raise ValueError(f"{str(directory)!r} holds an index of format version {version!r}; this keras_dml "
-                         f"reads versions 1 and {FORMAT_VERSION}.")
-    if version == 1:
-        config.setdefault("arrays_file", "arrays.npz")
-    fields = ("arrays_file", "distance", "backend", "faiss_index", "nlist", "nprobe", "chunk_size",
-              "threshold", "size", "dim")
-    missing = [name for name in fields if name not in config]
-    if missing:
-        raise ValueError(f"{_CONFIG_FILE}: missing field(s) {missing}.")
-    arrays_file = config["arrays_file"]
-    if not isinstance(arrays_file, str) or not _ARRAYS_PATTERN.fullmatch(arrays_file):
-        raise ValueError(f"{_CONFIG_FILE}: arrays_file must name an arrays file of the index; got {arrays_file!r}.")
-    try:
-        inputs.check_distance(config["distance"])
-        checks.one_of(config["backend"], "backend", _BACKENDS)
-        checks.one_of(config["faiss_index"], "faiss_index", _FAISS_INDEXES)
-        for name in ("nlist", "nprobe", "chunk_size", "size", "dim"):
-            if not isinstance(config[name], int):  # not 2.0 or "2": save writes ints
-                raise ValueError(f"{name} must be a positive integer; got {name}={config[name]!r}.")
-            checks.positive_int(config[name], name)
-        threshold = config["threshold"]
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)
-                                      or not np.isfinite(threshold)):
-            raise ValueError(f"threshold must be null or a finite number; got threshold={threshold!r}.")
-    except ValueError as error:
-        raise ValueError(f"{_CONFIG_FILE}: {error}") from None
-    if not os.path.isfile(os.path.join(directory, arrays_file)):
-        raise ValueError(f"{str(directory)!r} is not a saved Index: {arrays_file} is missing.")
-    return config
-
-
-def _read_arrays(path, config):
-    """The arrays in `path`, each checked against `config` (see `Index.save`)."""
-    name = os.path.basename(path)
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{name} is not a readable arrays file: {error}.") from None
-    if not {"embeddings", "ids"} <= set(arrays) <= {"embeddings", "ids", "labels"}:
-        raise ValueError(f"{name} must hold embeddings, ids and optionally labels; got {sorted(arrays)}.")
-    size, dim = config["size"], config["dim"]
-    embeddings = arrays["embeddings"]
-    if embeddings.dtype != np.float32 or embeddings.shape != (size, dim):
-        raise ValueError(f"{name}: embeddings must be float32 of shape ({size}, {dim}) as {_CONFIG_FILE} says; "
-                         f"got {embeddings.dtype} of shape {embeddings.shape}.")
-    inputs.check_embeddings(embeddings, f"{name}: embeddings")
-    if config["distance"] == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", embeddings, embeddings, dtype=np.float64))
-        if np.any((np.abs(norms - 1.0) > _UNIT_NORM_TOLERANCE) & (norms > 0)):
-            raise ValueError(f"{name}: embeddings of a cosine index must be L2-normalised rows (or zero rows).")
-    for column in ("ids", "labels"):
-        values = arrays.get(column)
-        kinds = "iuUS" if column == "ids" else "biuUS"
-        if values is not None and (values.ndim != 1 or len(values) != size or values.dtype.kind not in kinds):
-            raise ValueError(f"{name}: {column} must be {size} integers or strings; "
-                             f"got dtype {values.dtype} of shape {values.shape}.")
-    if len(np.unique(arrays["ids"])) != size:
-        raise ValueError(f"{name}: ids must be unique.")
-    return arrays

@@ -36,8 +36,8 @@ def rerank(scorer, query_embeddings, candidate_embeddings, candidate_ids):
     Returns:
         `(ids (q, c), scores (q, c))`, both re-ordered.
     """
-    queries = inputs.check_embeddings(query_embeddings, "query_embeddings")
-    candidates = np.asarray(candidate_embeddings, np.float32)
+    queries = inputs.check_embeddings(query_embeddings, "query_embeddings").astype(np.float32, copy=False)
+    candidates = np.asarray(candidate_embeddings, np.float32)  # a scorer is a float32 model
     ids = np.asarray(candidate_ids)
     if candidates.ndim != 3 or candidates.shape[0] != len(queries) or candidates.shape[2] != queries.shape[1]:
         raise ValueError(
