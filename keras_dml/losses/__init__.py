@@ -35,6 +35,19 @@ LOSSES = {
 _TASK_ARGUMENTS = ("num_classes", "embedding_dim")
 
 
+def _parameters(cls):
+    """The constructor arguments `cls` takes: its own and, through `**kwargs`, its keras_dml
+    bases' (and a layer's `name`, `dtype`, `trainable`)."""
+    names = set()
+    for base in cls.__mro__:
+        if base.__module__.startswith("keras_dml") and "__init__" in vars(base):
+            names |= {p.name for p in inspect.signature(base.__init__).parameters.values()
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+    if issubclass(cls, keras.layers.Layer):
+        names |= {"name", "dtype", "trainable"}
+    return names
+
+
 def serialize(loss):
     """`loss` as Keras's serialized form (a JSON-able dict); `get` rebuilds it."""
     return keras.saving.serialize_keras_object(loss)
@@ -78,10 +91,9 @@ def get(identifier, *, num_classes=None, embedding_dim=None):
         raise ValueError(f"Unknown loss class_name={name!r}; expected one of {sorted(LOSSES)}.")
     cls = LOSSES[name]
     config = dict(identifier.get("config") or {})
-    parameters = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    parameters = _parameters(cls)
     unknown = sorted(set(config) - set(parameters))
-    if unknown and not takes_any:
+    if unknown:
         raise ValueError(f"Unknown {name} config key(s) {unknown}; expected some of {sorted(parameters)}.")
     if "base_loss" in config:
         config["base_loss"] = get(config["base_loss"], num_classes=num_classes, embedding_dim=embedding_dim)
