@@ -21,13 +21,14 @@ class PairTerms:
 
     `terms(labels, embeddings, selection=None, references=None)`: `selection` is a mined
     `PairSelection` to use instead of the loss's own strategies, `references` a memory
-    to compare the batch with (`CrossBatchMemory`). A subclass lists the distances it can
-    use in `DISTANCES`.
+    to compare the batch with (`CrossBatchMemory`; a loss that cannot sets
+    `takes_references = False`). A subclass lists the distances it can use in `DISTANCES`.
     """
 
     DISTANCES = ALL_DISTANCES
     weighs_anchors = True
     takes_selection = True
+    takes_references = True
 
     def init_pairs(self, distance, positive, negative, semihard_fallback):
         self.distance = distances.check(distance, self.DISTANCES, type(self).__name__)
