@@ -22,7 +22,8 @@ class FastAPLoss(PairLoss):
 
     `l_i = 1 - 1/|P_i| sum_b h+_b H+_b / H_b`
 
-    averaged over the anchors with a positive. It needs normalised embeddings.
+    averaged over the anchors with a positive, when the batch has a negative pair. It
+    needs normalised embeddings.
 
     Example:
 
@@ -54,7 +55,7 @@ class FastAPLoss(PairLoss):
         defined = ops.logical_and(precision_sum > 0, total > 0)
         ratio = ops.where(defined, precision_sum / ops.where(defined, total, 1.0), 0.0)
         count = ops.sum(ops.cast(positive_mask, "float32"), axis=1)
-        valid = count > 0
+        valid = ops.logical_and(count > 0, ops.any(negative_mask))  # one class: AP is 1, nothing to learn
         return 1.0 - ops.sum(ratio, axis=1) / ops.maximum(count, 1.0), valid
 
     def get_config(self):
