@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-CORE_TESTS = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py"]
+CORE_TESTS = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.py",
+              # the newer pair losses and the memory: a few tests each (this process is slow already)
+              "tests/test_losses_pairs.py::test_matches_reference",
+              "tests/test_losses_pairs.py::test_compiled_matches_eager_and_non_finite_input_gives_nan",
+              "tests/test_memory.py::test_fit_save_load_keeps_the_queue"]
 
 
 def test_loss_core_passes_on_jax():
