@@ -33,7 +33,7 @@ from bench.common import (  # noqa: E402
 )
 
 
-def pml_losses(batches, repeats):
+def pml_losses(batches, repeats, only=None):
     import torch
     from pytorch_metric_learning import losses, miners
 
@@ -44,6 +44,17 @@ def pml_losses(batches, repeats):
             "contrastive_all": (losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5), None),
             "multisimilarity": (losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), None),
             "proxy_anchor": (losses.ProxyAnchorLoss(num_classes=64, embedding_size=dim), None),
+            "circle": (losses.CircleLoss(), None),
+            "supcon": (losses.SupConLoss(), None),
+            "ntxent": (losses.NTXentLoss(), None),
+            "lifted": (losses.LiftedStructureLoss(), None),
+            "generalized_lifted": (losses.GeneralizedLiftedStructureLoss(), None),
+            "margin": (losses.MarginLoss(), None),
+            "fastap": (losses.FastAPLoss(), None),
+            "multiple_triplet_circle": (losses.MultipleLosses([losses.TripletMarginLoss(margin=0.2),
+                                                               losses.CircleLoss()]), None),
+            "memory_circle_4096": (losses.CrossBatchMemory(losses.CircleLoss(), embedding_size=dim,
+                                                           memory_size=4096), None),
         }
 
     times = {}
@@ -52,6 +63,9 @@ def pml_losses(batches, repeats):
         embeddings = torch.from_numpy(x).requires_grad_(True)
         labels = torch.from_numpy(y.astype("int64"))
         for name, (loss, miner) in cases(x.shape[1]).items():
+            if only and name not in only:
+                continue
+
             def step():
                 mined = miner(embeddings, labels) if miner is not None else None
                 (loss(embeddings, labels, mined) if mined is not None else loss(embeddings, labels)).backward()
@@ -174,13 +188,14 @@ def main():
     parser.add_argument("--batches", type=int, nargs="*", default=[256, 1024])
     parser.add_argument("--eval-sizes", type=int, nargs="*", default=[10000, 30000])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--cases", nargs="*", help="pml: time only these loss cases (default: all)")
     parser.add_argument("--parity", action="store_true", help="pml: values and gradients for bench/parity.py only")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.peer == "pml" and args.parity:
         result = pml_parity()
     elif args.peer == "pml":
-        result = {**pml_losses(args.batches, args.repeats), **pml_evaluation(args.eval_sizes)}
+        result = {**pml_losses(args.batches, args.repeats, args.cases), **pml_evaluation(args.eval_sizes)}
     else:
         result = tfsim_losses(args.batches, args.repeats)
     print(json.dumps(result, indent=2))

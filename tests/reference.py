@@ -219,17 +219,21 @@ def fastap(x, y, num_bins=10, distance="squared_euclidean"):
 
 
 def margin(x, y, margin=0.2, beta=1.2, nu=0.0):
-    """Wu et al.'s margin loss over every triplet, divided by the number of non-zero hinges, plus `nu beta`."""
+    """Wu et al.'s margin loss over every triplet, divided by the number of non-zero hinges,
+    plus `nu` times the mean boundary of the anchors; `beta` may hold one per class."""
     d = pair_matrix(x, "euclidean")
-    total, active = 0.0, 0
+    total, active, boundaries = 0.0, 0, []
     for i in range(len(y)):
+        b = beta[y[i]] if np.ndim(beta) else beta
         p, n = _sets(y, i)
+        if p and n:
+            boundaries.append(b)
         for j in p:
             for k in n:
-                pull, push = max(d[i, j] - beta + margin, 0), max(beta - d[i, k] + margin, 0)
+                pull, push = max(d[i, j] - b + margin, 0), max(b - d[i, k] + margin, 0)
                 total += pull + push
                 active += int(pull > 0) + int(push > 0)
-    return (total / active if active else 0.0) + nu * beta
+    return (total / active if active else 0.0) + (nu * np.mean(boundaries) if boundaries else 0.0)
 
 
 def memory_queue(batches, memory_size):

@@ -256,3 +256,24 @@ def test_configs_saved_before_distance_and_reduction_still_load():
     labels, x = random_batch(seed=11)
     np.testing.assert_allclose(float(loss(labels, x)), reference.triplet(x, labels, positive="easy", negative="semihard"),
                                rtol=1e-5)
+
+
+def test_margin_beta_trains_through_metric_model_and_per_class_beta():
+    from keras_dml import models
+
+    x = np.random.default_rng(13).normal(size=(12, 5)).astype("float32")
+    y = np.arange(12) % 3
+    for learn_beta in (True, False):
+        criterion = losses.MarginLoss(learn_beta=learn_beta, nu=0.1, num_classes=3)
+        model = models.MetricModel(keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)]), criterion)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        model.fit(x, y, batch_size=12, epochs=1, verbose=0)
+        moved = np.abs(np.asarray(criterion.beta) - 1.2).max() > 1e-4
+        assert moved == learn_beta and len(criterion.trainable_weights) == int(learn_beta)
+    labels, z = random_batch(classes=3, per_class=4, dim=5, seed=14)
+    criterion = losses.MarginLoss(num_classes=3, nu=0.2)
+    betas = np.array([0.9, 1.1, 1.3], "float32")
+    criterion.beta.assign(betas)
+    np.testing.assert_allclose(float(criterion(labels, z)), reference.margin(z, labels, beta=betas, nu=0.2), rtol=2e-5)
+    with pytest.raises(ValueError, match="num_classes"):
+        criterion(labels + 3, z)
