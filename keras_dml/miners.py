@@ -63,8 +63,8 @@ Pairs = namedtuple(
     "Pairs", ["values", "order", "positive_mask", "negative_mask", "anchors", "references", "distance"]
 )
 Pairs.__doc__ = """Anchors against references, as every pair loss and miner sees them: `values()` the
-`(n, m)` matrix of the `distance` function, with gradient (computed once, on first use);
-`order` its stop-gradient `distances.mining_order`; the boolean label masks; the `(n, D)`
+`(n, m)` matrix of the `distance` function, with gradient, and `order()` its stop-gradient
+`distances.mining_order` (each computed once, on first use); the boolean label masks; the `(n, D)`
 `anchors` and `(m, D)` `references` (the batch itself, or a memory of past embeddings)."""
 
 References = namedtuple("References", ["labels", "embeddings", "valid", "own"])
@@ -84,15 +84,22 @@ def pairs(labels, embeddings, distance, references=None):
         columns = ops.arange(ops.shape(other)[0], dtype="int32")
         keep = ops.logical_and(references.valid[None, :], columns[None, :] != references.own[:, None])
         positive, negative = ops.logical_and(positive, keep), ops.logical_and(negative, keep)
+    y = None if references is None else other
+    values = _once(lambda: function(embeddings, y))
+    order = _once(lambda: distances.mining_order(distance, embeddings, y))
+    return Pairs(values, order, positive, negative, embeddings, other, distance)
+
+
+def _once(compute):
+    """`compute`, called on first use only."""
     computed = []
 
-    def values():
+    def value():
         if not computed:
-            computed.append(function(embeddings) if references is None else function(embeddings, other))
+            computed.append(compute())
         return computed[0]
 
-    order = distances.mining_order(distance, embeddings, None if references is None else other)
-    return Pairs(values, order, positive, negative, embeddings, other, distance)
+    return value
 
 
 def select(pairs, positive="all", negative="all", semihard_fallback="nearest", semihard_threshold="each"):
@@ -102,13 +109,14 @@ def select(pairs, positive="all", negative="all", semihard_fallback="nearest", s
     (FaceNet, triplets) every selected positive gets its own, with `"nearest"`
     (contrastive) each anchor gets one, beyond its nearest selected positive.
     """
-    positives = mine_positives(pairs.order, pairs.positive_mask, positive)
+    order = pairs.order()
+    positives = mine_positives(order, pairs.positive_mask, positive)
     thresholds = None
     if negative == "semihard":
-        thresholds = pairs.order if positives.index is None else ops.take_along_axis(pairs.order, positives.index, axis=1)
+        thresholds = order if positives.index is None else ops.take_along_axis(order, positives.index, axis=1)
         if semihard_threshold == "nearest":
             thresholds = ops.min(ops.where(positives.valid, thresholds, FAR), axis=1, keepdims=True)
-    negatives = mine_negatives(pairs.order, pairs.negative_mask, negative, thresholds, semihard_fallback)
+    negatives = mine_negatives(order, pairs.negative_mask, negative, thresholds, semihard_fallback)
     return PairSelection(positives, negatives)
 
 

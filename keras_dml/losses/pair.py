@@ -51,7 +51,7 @@ class PairTerms:
         if selection is None and self.positive == "all" and self.negative == "all":
             return pairs.positive_mask, pairs.negative_mask
         chosen = self.select(pairs, selection)
-        shape = ops.shape(pairs.order)
+        shape = ops.shape(pairs.positive_mask)
         return (ops.logical_and(miners.selection_mask(chosen.positives, shape), pairs.positive_mask),
                 ops.logical_and(miners.selection_mask(chosen.negatives, shape), pairs.negative_mask))
 
