@@ -277,3 +277,13 @@ def test_margin_beta_trains_through_metric_model_and_per_class_beta():
     np.testing.assert_allclose(float(criterion(labels, z)), reference.margin(z, labels, beta=betas, nu=0.2), rtol=2e-5)
     with pytest.raises(ValueError, match="num_classes"):
         criterion(labels + 3, z)
+
+
+def test_fit_passes_sample_weight_to_a_compiled_loss():
+    x = np.random.default_rng(15).normal(size=(8, 5)).astype("float32")
+    y = np.arange(8) % 2
+    for weight, expect_zero in ((np.zeros(8, "float32"), True), (np.ones(8, "float32"), False)):
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
+        model.compile(optimizer="sgd", loss=losses.CircleLoss())
+        history = model.fit(x, y, sample_weight=weight, batch_size=8, epochs=1, verbose=0)
+        assert (history.history["loss"][0] == 0.0) == expect_zero
