@@ -71,9 +71,11 @@ def main():
                 ours[f"{name}/{mode}@{n}"] = time_loss(CASES[name](), x, y, mode, args.repeats)
                 print(f"  keras_dml {name:<24} {mode:<5} batch {n:>5}: {ours[f'{name}/{mode}@{n}']:8.2f} ms", flush=True)
 
-    peer_args = ["--batches", *map(str, args.batches), "--eval-sizes", "--repeats", str(args.repeats),
-                 "--cases", *args.cases]
-    pml = run_peer(args.pml_python, "pml", peer_args)
+    peer_args = ["--batches", *map(str, args.batches), "--eval-sizes", "--repeats", str(args.repeats)]
+    pml = {"loss_ms": {}}
+    for name in args.cases:  # one process a case: a case the peer cannot run (memory) costs only itself
+        result = run_peer(args.pml_python, "pml", [*peer_args, "--cases", name])
+        pml["loss_ms"].update((result or {}).get("loss_ms", {}))
     tfsim = run_peer(args.tfsim_python, "tfsim", peer_args)
     print("\nside by side (ms; ratio = keras_dml XLA / peer):")
     print(f"{'case':<26}{'batch':>6}{'keras_dml xla':>15}{'pml':>10}{'ratio':>8}{'tfsim':>10}{'tfsim xla':>11}")
