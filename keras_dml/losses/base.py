@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import checks, distances, distributed
+from keras_dml import checks, distances, distributed, miners
 
 
 def check_embeddings(embeddings, argument="y_pred"):
@@ -204,8 +204,6 @@ class LossTemplate:
             if gathered:
                 raise ValueError(f"selection is not supported by {owner} with cross_replica=True under a "
                                  "multi-replica strategy: mine inside the loss (positive=, negative=) instead.")
-            from keras_dml import miners
-
             selection = miners.check_selection(selection, n)
         return labels, embeddings, sample_weight, selection
 
@@ -254,7 +252,8 @@ class TrainableMetricLoss(LossTemplate, keras.layers.Layer):
     implement `terms` and create their weights in `__init__` or in
     `build(labels_shape, embeddings_shape)`; one that sets `self.embedding_dim` gets
     embeddings of any other width rejected. The loss math runs in float32 whatever the
-    global dtype policy. `normalize` and `cross_replica` are as for `MetricLoss`.
+    global dtype policy. `normalize`, `cross_replica` and `reduction` are as for
+    `MetricLoss`; `sample_weight` and `selection` are passed to `call` as keywords.
     """
 
     def __init__(self, normalize=True, cross_replica=True, reduction="sum_over_batch_size", **kwargs):
