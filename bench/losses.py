@@ -33,7 +33,8 @@ CASES = {
     "generalized_lifted": lambda: losses.GeneralizedLiftedStructureLoss(),
     "margin": lambda: losses.MarginLoss(learn_beta=False),
     "fastap": lambda: losses.FastAPLoss(),
-    "multiple_triplet_circle": lambda: losses.MultipleLosses([losses.TripletLoss(margin=0.2), losses.CircleLoss()]),
+    "multiple_triplet_circle": lambda: losses.MultipleLosses(
+        [losses.TripletLoss(margin=0.2, positive="easy", negative="semihard"), losses.CircleLoss()]),
     "memory_circle_4096": lambda: losses.CrossBatchMemory(losses.CircleLoss(), memory_size=4096),
 }
 

@@ -51,8 +51,9 @@ def pml_losses(batches, repeats, only=None):
             "generalized_lifted": (losses.GeneralizedLiftedStructureLoss(), None),
             "margin": (losses.MarginLoss(), None),
             "fastap": (losses.FastAPLoss(), None),
-            "multiple_triplet_circle": (losses.MultipleLosses([losses.TripletMarginLoss(margin=0.2),
-                                                               losses.CircleLoss()]), None),
+            "multiple_triplet_circle": (losses.MultipleLosses(
+                [losses.TripletMarginLoss(margin=0.2), losses.CircleLoss()],
+                miners=[miners.BatchEasyHardMiner(pos_strategy="easy", neg_strategy="semihard"), None]), None),
             "memory_circle_4096": (losses.CrossBatchMemory(losses.CircleLoss(), embedding_size=dim,
                                                            memory_size=4096), None),
         }
