@@ -173,10 +173,13 @@ class PairMiner:
         self.semihard_fallback = checks.one_of(semihard_fallback, "semihard_fallback", SEMIHARD_FALLBACKS)
 
     def __call__(self, labels, embeddings, references=None):
-        from keras_dml.losses.base import check_embeddings, check_labels
-
-        embeddings = check_embeddings(embeddings, argument="embeddings")
-        labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
+        """The `PairSelection` of integer `labels` `(n,)` and float `embeddings` `(n, D)`
+        (checked by the loss that takes the selection)."""
+        embeddings = ops.cast(embeddings, "float32")
+        labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+        if len(embeddings.shape) != 2 or labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(f"embeddings must have shape (batch_size, embedding_dim) and labels one entry per "
+                             f"row; got {tuple(embeddings.shape)} and {tuple(labels.shape)}.")
         if self.normalize:
             embeddings = distances.l2_normalize(embeddings)
         return self.select(pairs(labels, embeddings, self.distance, references))

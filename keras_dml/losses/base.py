@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dml import checks, distances, distributed, miners
+from keras_dml import checks, distances, distributed
 
 
 def check_embeddings(embeddings, argument="y_pred"):
@@ -183,6 +183,10 @@ class LossTemplate:
         """
         return all_finite(embeddings, *getattr(self, "weights", ()))
 
+    def check_selection(self, selection, batch_size):
+        """`selection` checked for this batch (pair losses: `keras_dml.miners.check_selection`)."""
+        raise NotImplementedError
+
     def check_call(self, labels, embeddings, sample_weight, selection, argument="y_pred"):
         """Checked `(labels, embeddings, sample_weight, selection)` of a call."""
         owner = type(self).__name__
@@ -204,7 +208,7 @@ class LossTemplate:
             if gathered:
                 raise ValueError(f"selection is not supported by {owner} with cross_replica=True under a "
                                  "multi-replica strategy: mine inside the loss (positive=, negative=) instead.")
-            selection = miners.check_selection(selection, n)
+            selection = self.check_selection(selection, n)
         return labels, embeddings, sample_weight, selection
 
 

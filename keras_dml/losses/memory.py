@@ -47,9 +47,8 @@ class CrossBatchMemory(TrainableMetricLoss):
     weighs_anchors = True
 
     def __init__(self, loss, memory_size=1024, miner=None, embedding_dim=None, cross_replica=True, **kwargs):
-        from keras_dml.losses import get
-
-        loss = get(loss)
+        if isinstance(loss, dict):  # from get_config
+            loss = keras.saving.deserialize_keras_object(loss)
         if not isinstance(loss, PairTerms) or not loss.takes_references:
             raise ValueError(f"loss must be a keras_dml pair loss that compares with references; got "
                              f"{type(loss).__name__}.")

@@ -1,7 +1,7 @@
 """`MultipleLosses`: a weighted sum of criteria on the same embeddings, one of which may hold weights."""
 import keras
 
-from keras_dml import checks
+from keras_dml import checks, miners
 from keras_dml.losses.base import LossTemplate, TrainableMetricLoss
 
 
@@ -28,13 +28,11 @@ class MultipleLosses(TrainableMetricLoss):
     """
 
     def __init__(self, losses, weights=None, cross_replica=True, **kwargs):
-        from keras_dml.losses import get
-
         if "reduction" in kwargs:
             raise ValueError("MultipleLosses takes no reduction: set reduction on each of its losses.")
         if not isinstance(losses, (list, tuple)) or not losses:
             raise ValueError(f"losses must be a non-empty list of keras_dml losses; got {losses!r}.")
-        criteria = [get(loss) for loss in losses]
+        criteria = [keras.saving.deserialize_keras_object(loss) if isinstance(loss, dict) else loss for loss in losses]
         for loss in criteria:
             if not isinstance(loss, LossTemplate):
                 raise ValueError(f"losses must hold keras_dml losses; got {type(loss).__name__}.")
@@ -46,6 +44,9 @@ class MultipleLosses(TrainableMetricLoss):
         self.loss_weights = [checks.non_negative(weight, "weights") for weight in weights]
         self.weighs_anchors = all(loss.weighs_anchors for loss in criteria)
         self.takes_selection = any(loss.takes_selection for loss in criteria)
+
+    def check_selection(self, selection, batch_size):
+        return miners.check_selection(selection, batch_size)
 
     def build(self, labels_shape, embeddings_shape):
         for loss in self.criteria:

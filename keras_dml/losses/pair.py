@@ -36,6 +36,9 @@ class PairTerms:
         self.negative = checks.one_of(negative, "negative", miners.NEGATIVE_STRATEGIES)
         self.semihard_fallback = checks.one_of(semihard_fallback, "semihard_fallback", miners.SEMIHARD_FALLBACKS)
 
+    def check_selection(self, selection, batch_size):
+        return miners.check_selection(selection, batch_size)
+
     def pairs(self, labels, embeddings, references=None):
         """The `keras_dml.miners.Pairs` of the batch (against `references` when given)."""
         return miners.pairs(labels, embeddings, self.distance, references)
