@@ -26,6 +26,20 @@ def loss_batch(n, dim=512, classes=64, seed=0):
     return x, np.repeat(np.arange(classes), n // classes).astype("int32")
 
 
+def parity_batch(n=128, dim=32, classes=8, seed=0):
+    """The value-parity workload: Gaussian rows (not normalised: the losses normalise),
+    `n // classes` samples in each class, shuffled."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, dim)) * rng.uniform(0.5, 2.0, size=(n, 1))).astype("float32")
+    return x, rng.permutation(np.repeat(np.arange(classes), n // classes)).astype("int32")
+
+
+# Steps and memory of the cross-batch memory parity case (batches `parity_batch(seed=step)`).
+PARITY_MEMORY_STEPS, PARITY_MEMORY_SIZE = 3, 256
+
+
 def eval_set(n, dim=512, seed=0):
     """The retrieval workload: `n / 50` Gaussian class centres, 50 noisy L2-normalised points each."""
     import numpy as np

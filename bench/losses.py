@@ -26,6 +26,16 @@ CASES = {
     "contrastive_all": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5),
     "npair_all": lambda: losses.NPairLoss(),
     "multisimilarity": lambda: losses.MultiSimilarityLoss(),
+    "circle": lambda: losses.CircleLoss(),
+    "supcon": lambda: losses.SupConLoss(),
+    "ntxent": lambda: losses.NTXentLoss(),
+    "lifted": lambda: losses.LiftedStructureLoss(),
+    "generalized_lifted": lambda: losses.GeneralizedLiftedStructureLoss(),
+    "margin": lambda: losses.MarginLoss(learn_beta=False),
+    "fastap": lambda: losses.FastAPLoss(),
+    "multiple_triplet_circle": lambda: losses.MultipleLosses(
+        [losses.TripletLoss(margin=0.2, positive="easy", negative="semihard"), losses.CircleLoss()]),
+    "memory_circle_4096": lambda: losses.CrossBatchMemory(losses.CircleLoss(), memory_size=4096),
 }
 
 
@@ -47,6 +57,7 @@ def main():
     parser.add_argument("--batches", type=int, nargs="*", default=[256, 1024])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--modes", nargs="*", default=["eager", "graph", "xla"], choices=["eager", "graph", "xla"])
     parser.add_argument("--pml-python", help="interpreter of a venv with pytorch-metric-learning (bench/peers.py header)")
     parser.add_argument("--tfsim-python", help="interpreter of a venv with tensorflow-similarity (bench/peers.py header)")
     args = parser.parse_args()
@@ -57,18 +68,21 @@ def main():
     for n in args.batches:
         x, y = loss_batch(n)
         for name in args.cases:
-            for mode in ("eager", "graph", "xla"):
+            for mode in args.modes:
                 ours[f"{name}/{mode}@{n}"] = time_loss(CASES[name](), x, y, mode, args.repeats)
                 print(f"  keras_dml {name:<24} {mode:<5} batch {n:>5}: {ours[f'{name}/{mode}@{n}']:8.2f} ms", flush=True)
 
     peer_args = ["--batches", *map(str, args.batches), "--eval-sizes", "--repeats", str(args.repeats)]
-    pml = run_peer(args.pml_python, "pml", peer_args)
+    pml = {"loss_ms": {}}
+    for name in args.cases:  # one process a case: a case the peer cannot run (memory) costs only itself
+        result = run_peer(args.pml_python, "pml", [*peer_args, "--cases", name])
+        pml["loss_ms"].update((result or {}).get("loss_ms", {}))
     tfsim = run_peer(args.tfsim_python, "tfsim", peer_args)
     print("\nside by side (ms; ratio = keras_dml XLA / peer):")
     print(f"{'case':<26}{'batch':>6}{'keras_dml xla':>15}{'pml':>10}{'ratio':>8}{'tfsim':>10}{'tfsim xla':>11}")
     for n in args.batches:
         for name in args.cases:
-            mine = ours[f"{name}/xla@{n}"]
+            mine = ours.get(f"{name}/xla@{n}", float("nan"))
             peer = (pml or {}).get("loss_ms", {}).get(f"{name}@{n}")
             sim = (tfsim or {}).get("loss_ms", {})
             ratio = f"{mine / peer:.2f}" if isinstance(peer, (int, float)) else "-"

@@ -81,6 +81,8 @@ DISTANCES = {
     "cosine": cosine_similarity,
     "dot": dot_product,
 }
+# The one place that says which pairwise functions are similarities (larger = closer);
+# pytorch-metric-learning calls this `is_inverted`. Everything below derives from it.
 SIMILARITIES = ("cosine", "dot")
 
 
@@ -97,6 +99,55 @@ def is_similarity(name):
     """True when larger values of the named function mean *closer*."""
     get(name)
     return name in SIMILARITIES
+
+
+def check(name, allowed, owner):
+    """`name`, or a `ValueError` naming `distance` unless `owner` (a loss's name) can use it."""
+    get(name)
+    if name not in allowed:
+        raise ValueError(f"{owner} cannot use distance={name!r}; expected one of {list(allowed)}.")
+    return name
+
+
+def oriented(values, name):
+    """Values of the named function turned so that smaller means closer: distances as
+    they are, similarities negated. Miners choose on this order; hinge losses written
+    for distances (`[d_ap - d_an + m]_+`) use it for similarities too."""
+    return -values if is_similarity(name) else values
+
+
+def margin(x, y, name):
+    """How far `x` lies beyond `y` on the *far* side: `x - y` for a distance, `y - x` for a
+    similarity (pytorch-metric-learning's `distance.margin`). `[margin(d_ij, m)]_+` is a
+    positive pair's violation, `[margin(m, d_ik)]_+` a negative pair's."""
+    return y - x if is_similarity(name) else x - y
+
+
+def mining_order(name, x, y=None):
+    """The stop-gradient `(n, m)` matrix a miner chooses on for the named function:
+    `oriented` values, with the squared distance standing in for `euclidean` (the same
+    order, no square root)."""
+    if name == "euclidean":
+        name = "squared_euclidean"
+    return ops.stop_gradient(oriented(get(name)(x, y), name))
+
+
+def to_mining_order(values, name):
+    """Pair values of the named function put on `mining_order`'s scale."""
+    if name == "euclidean":
+        return ops.square(values)
+    return oriented(values, name)
+
+
+def paired(name):
+    """The row-by-row form `(x, y) -> (n,)` of the named pairwise function."""
+    get(name)
+    return {
+        "euclidean": paired_euclidean,
+        "squared_euclidean": lambda x, y: ops.sum(ops.square(x - y), axis=-1),
+        "cosine": lambda x, y: paired_dot(l2_normalize(x), l2_normalize(y)),
+        "dot": paired_dot,
+    }[name]
 
 
 def label_masks(labels, other_labels=None):

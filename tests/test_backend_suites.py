@@ -16,6 +16,10 @@ SUITES = ["tests/test_distances.py", "tests/test_miners.py", "tests/test_losses.
 # The classification-style criteria: their compiled value against the reference, NaN on bad input, empty batches.
 SUITES += [f"tests/test_classification_losses.py::{name}" for name in (
     "test_under_xla_the_value_matches_and_bad_input_gives_nan", "test_empty_batch_gives_exactly_zero")]
+# The newer pair losses and the cross-batch memory: a few tests each (these processes are slow already).
+SUITES += ["tests/test_losses_pairs.py::test_matches_reference",
+           "tests/test_losses_pairs.py::test_compiled_matches_eager_and_non_finite_input_gives_nan",
+           "tests/test_memory.py::test_fit_save_load_keeps_the_queue"]
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

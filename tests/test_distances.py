@@ -49,3 +49,27 @@ def test_unknown_distance_name():
     with pytest.raises(ValueError, match="distance"):
         distances.get("manhattan")
     assert distances.get("cosine") is distances.cosine_similarity
+
+
+def test_similarity_or_distance_is_decided_in_one_place():
+    values = np.array([[0.2, 0.8]], "float32")
+    for name in ("euclidean", "squared_euclidean"):
+        assert not distances.is_similarity(name)
+        np.testing.assert_allclose(distances.oriented(values, name), values)
+        np.testing.assert_allclose(distances.margin(values, 0.5, name), values - 0.5)
+    for name in ("cosine", "dot"):
+        assert distances.is_similarity(name)
+        np.testing.assert_allclose(distances.oriented(values, name), -values)
+        np.testing.assert_allclose(distances.margin(values, 0.5, name), 0.5 - values)
+    with pytest.raises(ValueError, match="distance"):
+        distances.check("euclidean", distances.SIMILARITIES, "CircleLoss")
+
+
+def test_paired_forms_match_the_matrices():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+    for name, function in distances.DISTANCES.items():
+        np.testing.assert_allclose(distances.paired(name)(x, y), np.diag(np.asarray(function(x, y))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(distances.mining_order("euclidean", x, y), distances.squared_euclidean(x, y), rtol=1e-6)
+    np.testing.assert_allclose(distances.mining_order("cosine", x, y), -np.asarray(distances.cosine_similarity(x, y)),
+                               rtol=1e-6)

@@ -132,7 +132,9 @@ def test_bad_input_raises_clear_errors(loss):
     with pytest.raises(ValueError, match="NaN"):
         loss(labels, bad)
     with pytest.raises(ValueError, match="sample_weight"):
-        loss(labels, x, sample_weight=np.ones(len(labels)))
+        loss(labels, x, sample_weight=np.ones(len(labels) + 1))
+    with pytest.raises(ValueError, match="sample_weight"):
+        loss(labels, x, sample_weight=-np.ones(len(labels)))
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda l: type(l).__name__)

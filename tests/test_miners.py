@@ -109,3 +109,49 @@ def test_unknown_strategy():
         miners.mine_positives(dist, pos, "medium")
     with pytest.raises(ValueError, match="negative"):
         miners.mine_negatives(dist, neg, "easy")
+
+
+def test_pair_miner_matches_the_low_level_miners_and_is_fixed_shape():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    x = np.random.default_rng(3).normal(size=(6, 4)).astype("float32")
+    selection = miners.PairMiner(positive="hard", negative="semihard", normalize=False)(labels, x)
+    dist = distances.squared_euclidean(x)
+    pos, neg = distances.label_masks(labels)
+    hard = miners.mine_positives(dist, pos, "hard")
+    assert np.asarray(selection.positives.index).tolist() == np.asarray(hard.index).tolist()
+    thresholds = np.take_along_axis(np.asarray(dist), np.asarray(hard.index), axis=1)
+    semihard = miners.mine_negatives(dist, neg, "semihard", thresholds)
+    assert np.asarray(selection.negatives.index).tolist() == np.asarray(semihard.index).tolist()
+    assert tuple(selection.negatives.index.shape) == (6, 1)
+
+
+def test_similarity_distances_mine_the_most_similar_as_nearest():
+    labels = np.array([0, 0, 0, 1])
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.7, 0.7]], "float32")
+    for distance in ("cosine", "dot", "euclidean"):
+        selection = miners.PairMiner(positive="easy", negative="hard", distance=distance)(labels, x)
+        assert np.asarray(selection.positives.index)[:3, 0].tolist() == [1, 0, 1], distance
+
+
+def test_selection_mask_marks_each_chosen_pair_once():
+    index = np.array([[1, 1], [0, 2], [0, 0]], "int32")
+    valid = np.array([[True, True], [True, False], [False, False]])
+    mask = np.asarray(miners.selection_mask(miners.Selection(index, valid), (3, 3)))
+    assert mask.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+
+
+def test_pairs_against_references_leave_out_empty_slots_and_the_anchor_itself():
+    labels = np.array([0, 1])
+    x = np.eye(2, dtype="float32")
+    references = miners.References(np.array([0, 1, 0, 1], "int32"), np.eye(4, 2, dtype="float32"),
+                                   np.array([True, True, True, False]), np.array([0, 1], "int32"))
+    pairs = miners.pairs(labels, x, "euclidean", references)
+    assert np.asarray(pairs.positive_mask).tolist() == [[False, False, True, False], [False, False, False, False]]
+    assert np.asarray(pairs.negative_mask).tolist() == [[False, True, False, False], [True, False, True, False]]
+
+
+def test_pair_miner_bad_arguments():
+    with pytest.raises(ValueError, match="distance"):
+        miners.PairMiner(distance="manhattan")
+    with pytest.raises(ValueError, match="negative"):
+        miners.PairMiner(negative="easy")

@@ -10,34 +10,93 @@ import inspect
 import keras
 
 from keras_dml.losses.base import MetricLoss, TrainableMetricLoss
+from keras_dml.losses.circle import CircleLoss
 from keras_dml.losses.classification import (
     ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyNCALoss, SoftTripleLoss, SubCenterArcFaceLoss,
 )
 from keras_dml.losses.density import DensityAdaptive, density_regularizer
+from keras_dml.losses.fastap import FastAPLoss
+from keras_dml.losses.functional import functional_form
+from keras_dml.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
+from keras_dml.losses.margin import MarginLoss
+from keras_dml.losses.memory import CrossBatchMemory
+from keras_dml.losses.multiple import MultipleLosses
 from keras_dml.losses.pair import ContrastiveLoss, MultiSimilarityLoss, NPairLoss, PairLoss, TripletLoss
 from keras_dml.losses.pddm import PDDMLoss
 from keras_dml.losses.proxy import PotentialFieldLoss, ProxyAnchorLoss
+from keras_dml.losses.supcon import NTXentLoss, SupConLoss
 
-__all__ = [
-    "MetricLoss", "TrainableMetricLoss", "PairLoss",
-    "ContrastiveLoss", "TripletLoss", "NPairLoss", "MultiSimilarityLoss",
-    "DensityAdaptive", "density_regularizer",
-    "PotentialFieldLoss", "ProxyAnchorLoss", "PDDMLoss",
-    "ArcFaceLoss", "CosFaceLoss", "SubCenterArcFaceLoss", "NormalizedSoftmaxLoss", "SoftTripleLoss", "ProxyNCALoss",
-    "get", "serialize", "LOSSES",
-]
-
-# The losses `get` builds, by class name.
+# The losses `get` builds, by class name: one a line.
 LOSSES = {
     cls.__name__: cls
     for cls in (
-        ContrastiveLoss, TripletLoss, NPairLoss, MultiSimilarityLoss, DensityAdaptive,
-        PotentialFieldLoss, ProxyAnchorLoss, PDDMLoss,
-        ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss, NormalizedSoftmaxLoss, SoftTripleLoss, ProxyNCALoss,
+        ContrastiveLoss,
+        TripletLoss,
+        NPairLoss,
+        MultiSimilarityLoss,
+        CircleLoss,
+        SupConLoss,
+        NTXentLoss,
+        LiftedStructureLoss,
+        GeneralizedLiftedStructureLoss,
+        FastAPLoss,
+        MarginLoss,
+        MultipleLosses,
+        CrossBatchMemory,
+        DensityAdaptive,
+        PotentialFieldLoss,
+        ProxyAnchorLoss,
+        PDDMLoss,
+        ArcFaceLoss,
+        CosFaceLoss,
+        SubCenterArcFaceLoss,
+        NormalizedSoftmaxLoss,
+        SoftTripleLoss,
+        ProxyNCALoss,
     )
 }
+
+# The functional form of each stateless loss (keras_dml.losses.functional): one a line.
+contrastive_loss = functional_form(ContrastiveLoss, "contrastive_loss")
+triplet_loss = functional_form(TripletLoss, "triplet_loss")
+npair_loss = functional_form(NPairLoss, "npair_loss")
+multi_similarity_loss = functional_form(MultiSimilarityLoss, "multi_similarity_loss")
+circle_loss = functional_form(CircleLoss, "circle_loss")
+supcon_loss = functional_form(SupConLoss, "supcon_loss")
+ntxent_loss = functional_form(NTXentLoss, "ntxent_loss")
+lifted_structure_loss = functional_form(LiftedStructureLoss, "lifted_structure_loss")
+generalized_lifted_structure_loss = functional_form(GeneralizedLiftedStructureLoss, "generalized_lifted_structure_loss")
+fast_ap_loss = functional_form(FastAPLoss, "fast_ap_loss")
+
+__all__ = [
+    "MetricLoss", "TrainableMetricLoss", "PairLoss",
+    *LOSSES,
+    "density_regularizer",
+    "contrastive_loss", "triplet_loss", "npair_loss", "multi_similarity_loss", "circle_loss", "supcon_loss",
+    "ntxent_loss", "lifted_structure_loss", "generalized_lifted_structure_loss", "fast_ap_loss",
+    "get", "serialize", "LOSSES",
+]
+
 # Constructor arguments that `get` fills from the task when a configuration lacks them.
 _TASK_ARGUMENTS = ("num_classes", "embedding_dim")
+
+
+def _parameters(cls):
+    """The constructor arguments `cls` takes: its own and, through `**kwargs`, its keras_dml
+    bases' (and a layer's `name`, `dtype`, `trainable`)."""
+    names = set()
+    for base in cls.__mro__:
+        if base.__module__.startswith("keras_dml") and "__init__" in vars(base):
+            names |= {p.name for p in inspect.signature(base.__init__).parameters.values()
+                      if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+    if issubclass(cls, keras.layers.Layer):
+        names |= {"name", "dtype", "trainable"}
+    return names
+
+
+def _required(cls, argument):
+    parameter = inspect.signature(cls).parameters.get(argument)
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def serialize(loss):
@@ -54,7 +113,8 @@ def get(identifier, *, num_classes=None, embedding_dim=None):
     - the short form `{"class_name": "TripletLoss", "config": {"margin": 0.1}}`;
     - Keras's serialized form, `keras_dml.losses.serialize(loss)`.
 
-    A nested loss (`DensityAdaptive`'s `base_loss`) may take any of these forms.
+    A nested loss (`DensityAdaptive`'s `base_loss`, `CrossBatchMemory`'s `loss`,
+    `MultipleLosses`' `losses`) may take any of these forms.
     `num_classes` and `embedding_dim` fill those constructor arguments when the class
     takes them (proxy losses, `PDDMLoss`) and the configuration does not set them.
 
@@ -83,18 +143,20 @@ def get(identifier, *, num_classes=None, embedding_dim=None):
         raise ValueError(f"Unknown loss class_name={name!r}; expected one of {sorted(LOSSES)}.")
     cls = LOSSES[name]
     config = dict(identifier.get("config") or {})
-    parameters = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    parameters = _parameters(cls)
     unknown = sorted(set(config) - set(parameters))
-    if unknown and not takes_any:
+    if unknown:
         raise ValueError(f"Unknown {name} config key(s) {unknown}; expected some of {sorted(parameters)}.")
-    if "base_loss" in config:
-        config["base_loss"] = get(config["base_loss"], num_classes=num_classes, embedding_dim=embedding_dim)
+    for nested in ("base_loss", "loss"):
+        if nested in config:
+            config[nested] = get(config[nested], num_classes=num_classes, embedding_dim=embedding_dim)
+    if "losses" in config:
+        config["losses"] = [get(loss, num_classes=num_classes, embedding_dim=embedding_dim) for loss in config["losses"]]
     for argument, value in zip(_TASK_ARGUMENTS, (num_classes, embedding_dim)):
         if argument in parameters and config.get(argument) is None:
             if value is not None:
                 config[argument] = value
-            elif parameters[argument].default is inspect.Parameter.empty:  # optional ones come from build
+            elif _required(cls, argument):
                 raise ValueError(f"{name} needs {argument}: set it in its config or pass {argument}= to get().")
     return keras.saving.deserialize_keras_object(
         {**identifier, "class_name": name, "config": config}, custom_objects={name: cls}

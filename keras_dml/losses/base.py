@@ -5,6 +5,7 @@
                        -> float32, L2-normalised (`normalize=True`)
                        -> `terms(labels, embeddings)` -> `(terms, valid)`     (each loss's hook)
                        -> mean of `terms` over its `valid` entries            (0 when there is none)
+                          (`reduction`, `sample_weight`: see `reduce_terms`)
                        -> NaN when an input is not finite (`inputs_ok`)
 
 Why the reduction is a masked mean over valid anchors (docs/methods.md, notation):
@@ -19,6 +20,10 @@ finite, so `keras.callbacks.TerminateOnNaN` stops the run (eager calls raise ins
 
 `MetricLoss` is a `keras.losses.Loss` (`compile(loss=...)` on any model);
 `TrainableMetricLoss` is a layer (trained through `keras_dml.models.MetricModel`).
+Both are called as `loss(labels, embeddings, sample_weight=None, selection=None)`:
+`sample_weight` `(n,)` weighs each anchor's term, the Keras way, in losses whose terms
+belong to anchors (`weighs_anchors`); `selection` (pair losses, `takes_selection`) is a
+`keras_dml.miners.PairSelection` mined beforehand.
 """
 import keras
 import numpy as np
@@ -76,6 +81,52 @@ def check_labels(labels, batch_size=None, argument="y_true"):
     return ops.reshape(labels, (-1,))
 
 
+def check_sample_weight(sample_weight, batch_size, owner):
+    """`sample_weight` as a float32 `(n,)` tensor; a `ValueError` naming it unless it has one
+    finite, non-negative weight per sample (`(n,)` or `(n, 1)`)."""
+    weights = ops.convert_to_tensor(sample_weight)
+    shape = tuple(weights.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or (
+        batch_size is not None and shape[0] is not None and shape[0] != batch_size
+    ):
+        raise ValueError(
+            f"sample_weight must have shape ({batch_size},) or ({batch_size}, 1), one weight per "
+            f"embedding, for {owner}; got shape {shape}."
+        )
+    values = checks.concrete_values(weights)
+    if values is not None and not (np.all(np.isfinite(values)) and np.all(values >= 0)):
+        raise ValueError(f"sample_weight must be finite and >= 0 for {owner}.")
+    return ops.cast(ops.reshape(weights, (-1,)), "float32")
+
+
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none", None)
+
+
+def reduce_terms(terms, valid, sample_weight=None, reduction="sum_over_batch_size"):
+    """The loss of `terms` and `valid`, `(m,)` or `(k, m)` (a sum of `k` rows), under `reduction`.
+
+    With `w` the weight of each term (its anchor's `sample_weight`, else 1), per row:
+    `"sum_over_batch_size"` and `"mean"`: `sum_valid w t / #valid` (Keras's mean, over the
+    valid terms); `"mean_with_sample_weight"`: `sum_valid w t / sum_valid w`; `"sum"`:
+    `sum_valid w t`; `"none"` / `None`: the `(m,)` weighted terms, 0 where not valid. A row
+    with no valid term is 0, with zero gradient.
+    """
+    if len(terms.shape) == 1:
+        terms, valid = terms[None, :], valid[None, :]
+    mask = ops.cast(valid, terms.dtype)
+    weights = mask
+    if sample_weight is not None:
+        weights = mask * sample_weight[None, :]
+    weighted = ops.where(mask > 0, terms, 0.0) * weights
+    if reduction in ("none", None):
+        return ops.sum(weighted, axis=0)
+    total = ops.sum(weighted, axis=1)
+    if reduction == "sum":
+        return ops.sum(total)
+    count = ops.sum(weights if reduction == "mean_with_sample_weight" else mask, axis=1)
+    return ops.sum(ops.where(count > 0, total / ops.where(count > 0, count, 1.0), 0.0))
+
+
 def masked_mean(values, mask, axis=None, keepdims=False):
     """Mean of `values` where `mask` holds; 0 (with zero gradient) where it never does."""
     mask = ops.cast(mask, values.dtype)
@@ -92,21 +143,6 @@ def all_finite(*tensors):
     return finite
 
 
-def pair_values(full_matrix, paired, embeddings, selection):
-    """Values `(n, m)` of the pairs a miner selected.
-
-    `full_matrix()` gives the `(n, n)` matrix (distances or similarities, with
-    gradient). A single partner per anchor is recomputed from the embeddings with
-    `paired` instead, so its gradient is O(n D) and never touches the full matrix.
-    """
-    if selection.index is None:
-        return full_matrix()
-    if selection.index.shape[1] == 1:
-        partners = ops.take(embeddings, selection.index[:, 0], axis=0)
-        return paired(embeddings, partners)[:, None]
-    return ops.take_along_axis(full_matrix(), selection.index, axis=1)
-
-
 class LossTemplate:
     """The steps shared by `MetricLoss` and `TrainableMetricLoss` (see the module docstring).
 
@@ -114,16 +150,27 @@ class LossTemplate:
     labels and float32 `(n, D)` embeddings (normalised when `self.normalize`): `terms`
     and `valid` of shape `(m,)` (the loss is the mean of the valid terms) or `(k, m)`
     (the sum of `k` such means, e.g. a loss plus a weighted regularizer). `normalize`
-    is a constructor argument of both base classes.
+    and `reduction` are constructor arguments of both base classes.
+
+    A loss whose terms are one per anchor of the batch (`m = n`) sets
+    `weighs_anchors = True` and so takes `sample_weight` (a loss averaged over pairs
+    returns each anchor's sum scaled by `#valid anchors / #pairs`, the same mean); a pair loss that accepts a
+    mined `selection` sets `takes_selection = True` and gets it as `terms(...,
+    selection=...)`.
     """
 
-    def compute(self, labels, embeddings):
+    weighs_anchors = False
+    takes_selection = False
+
+    def compute(self, labels, embeddings, sample_weight=None, selection=None):
         """The loss of checked (and gathered) labels and float32 embeddings."""
         if embeddings.shape[0] == 0:  # an empty batch: no anchor; 0, still a function of the inputs
-            return ops.sum(embeddings) * 0.0
+            zero = ops.sum(embeddings, axis=1) * 0.0
+            return zero if self.reduction in ("none", None) else ops.sum(zero)
         prepared = distances.l2_normalize(embeddings) if self.normalize else embeddings
-        terms, valid = self.terms(labels, prepared)
-        loss = ops.sum(masked_mean(terms, valid, axis=-1))
+        extra = {} if selection is None else {"selection": selection}
+        terms, valid = self.terms(labels, prepared, **extra)
+        loss = reduce_terms(terms, valid, sample_weight, self.reduction)
         return ops.where(self.inputs_ok(labels, embeddings), loss, float("nan"))
 
     def terms(self, labels, embeddings):
@@ -136,6 +183,39 @@ class LossTemplate:
         """
         return all_finite(embeddings, *getattr(self, "weights", ()))
 
+    def check_selection(self, selection, batch_size):
+        """`selection` checked for this batch (pair losses: `keras_dml.miners.check_selection`)."""
+        raise NotImplementedError
+
+    def check_call(self, labels, embeddings, sample_weight, selection, argument="y_pred"):
+        """Checked `(labels, embeddings, sample_weight, selection)` of a call."""
+        owner = type(self).__name__
+        embeddings = check_embeddings(embeddings, argument=argument)
+        n = embeddings.shape[0]
+        labels = check_labels(distributed.built_labels(labels), batch_size=n,
+                              argument="y_true" if argument == "y_pred" else "labels")
+        gathered = self.cross_replica and distributed.replica_context() is not None
+        if sample_weight is not None:
+            if not self.weighs_anchors:
+                raise ValueError(f"{owner} does not take sample_weight: its terms are not one per anchor.")
+            if gathered:
+                raise ValueError(f"sample_weight is not supported by {owner} with cross_replica=True under "
+                                 "a multi-replica strategy (the loss sees the gathered global batch).")
+            sample_weight = check_sample_weight(sample_weight, n, owner)
+        if selection is not None:
+            if not self.takes_selection:
+                raise ValueError(f"{owner} does not take a selection: it is not a pair loss.")
+            if gathered:
+                raise ValueError(f"selection is not supported by {owner} with cross_replica=True under a "
+                                 "multi-replica strategy: mine inside the loss (positive=, negative=) instead.")
+            selection = self.check_selection(selection, n)
+        return labels, embeddings, sample_weight, selection
+
+
+def check_reduction(reduction):
+    """`reduction`, or a `ValueError` naming it (the values Keras's losses take)."""
+    return checks.one_of(reduction, "reduction", REDUCTIONS)
+
 
 @keras.saving.register_keras_serializable(package="keras_dml")
 class MetricLoss(LossTemplate, keras.losses.Loss):
@@ -146,26 +226,25 @@ class MetricLoss(LossTemplate, keras.losses.Loss):
     all replicas (see `keras_dml.distributed`).
     """
 
-    def __init__(self, normalize=True, cross_replica=True, name=None):
-        super().__init__(name=name, reduction="sum_over_batch_size", dtype="float32")
+    def __init__(self, normalize=True, cross_replica=True, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=check_reduction(reduction), dtype="float32")
         self.normalize = bool(normalize)
         self.cross_replica = bool(cross_replica)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None:
-            raise ValueError(
-                f"{type(self).__name__} does not take sample_weight: it averages over the "
-                "valid anchors of the batch."
-            )
-        embeddings = check_embeddings(y_pred)
-        labels = check_labels(distributed.built_labels(y_true), batch_size=embeddings.shape[0])
-        return distributed.replica_loss(self.compute, labels, embeddings, self.cross_replica)
+    def __call__(self, y_true, y_pred, sample_weight=None, selection=None):
+        labels, embeddings, sample_weight, selection = self.check_call(y_true, y_pred, sample_weight, selection)
+
+        def compute(labels, embeddings):
+            return self.compute(labels, embeddings, sample_weight, selection)
+
+        return distributed.replica_loss(compute, labels, embeddings, self.cross_replica)
 
     def call(self, y_true, y_pred):
         return self.compute(y_true, y_pred)
 
     def get_config(self):
-        return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica}
+        return {"name": self.name, "normalize": self.normalize, "cross_replica": self.cross_replica,
+                "reduction": self.reduction}
 
 
 @keras.saving.register_keras_serializable(package="keras_dml")
@@ -177,22 +256,17 @@ class TrainableMetricLoss(LossTemplate, keras.layers.Layer):
     implement `terms` and create their weights in `__init__` or in
     `build(labels_shape, embeddings_shape)`; one that sets `self.embedding_dim` gets
     embeddings of any other width rejected. The loss math runs in float32 whatever the
-    global dtype policy. `normalize` and `cross_replica` are as for `MetricLoss`.
+    global dtype policy. `normalize`, `cross_replica` and `reduction` are as for
+    `MetricLoss`; `sample_weight` and `selection` are passed to `call` as keywords.
     """
 
-    def __init__(self, normalize=True, cross_replica=True, **kwargs):
+    def __init__(self, normalize=True, cross_replica=True, reduction="sum_over_batch_size", **kwargs):
         super().__init__(**{**kwargs, "dtype": "float32"})
         self.normalize = bool(normalize)
         self.cross_replica = bool(cross_replica)
+        self.reduction = check_reduction(reduction)
 
-    def __call__(self, labels, embeddings):
-        embeddings = check_embeddings(embeddings, argument="embeddings")
-        expected = getattr(self, "embedding_dim", None)
-        if expected is not None and embeddings.shape[-1] != expected:
-            raise ValueError(
-                f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
-                f"embedding_dim={expected}."
-            )
+    def __call__(self, labels, embeddings, sample_weight=None, selection=None):
         if "float" in keras.backend.standardize_dtype(ops.convert_to_tensor(labels).dtype):
             raise ValueError(
                 f"labels must hold integer class ids; got floats. {type(self).__name__} has trainable "
@@ -200,11 +274,27 @@ class TrainableMetricLoss(LossTemplate, keras.layers.Layer):
                 "would never train its weights): train it with "
                 "keras_dml.models.MetricModel(embedder, criterion), compiled without loss=."
             )
-        labels = check_labels(labels, batch_size=embeddings.shape[0], argument="labels")
-        return distributed.replica_loss(super().__call__, labels, embeddings, self.cross_replica)
+        labels, embeddings, sample_weight, selection = self.check_call(
+            labels, embeddings, sample_weight, selection, argument="embeddings")
+        expected = getattr(self, "embedding_dim", None)
+        if expected is not None and embeddings.shape[-1] != expected:
+            raise ValueError(
+                f"embeddings have dimension {embeddings.shape[-1]} but {type(self).__name__} has "
+                f"embedding_dim={expected}."
+            )
+        extra = {key: value for key, value in (("sample_weight", sample_weight), ("selection", selection))
+                 if value is not None}
 
-    def call(self, labels, embeddings):
-        return self.compute(labels, embeddings)
+        def compute(labels, embeddings):
+            return super(TrainableMetricLoss, self).__call__(labels, embeddings, **extra)
+
+        return distributed.replica_loss(compute, labels, embeddings, self.cross_replica)
+
+    def call(self, labels, embeddings, sample_weight=None, selection=None):
+        return self.compute(labels, embeddings, sample_weight, selection)
 
     def get_config(self):
-        return {**super().get_config(), "normalize": self.normalize, "cross_replica": self.cross_replica}
+        config = {**super().get_config(), "normalize": self.normalize, "cross_replica": self.cross_replica}
+        if self.reduction != "sum_over_batch_size":  # older saved criteria have no such key
+            config["reduction"] = self.reduction
+        return config

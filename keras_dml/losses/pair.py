@@ -1,72 +1,110 @@
 """Pair-based losses (docs/methods.md, classic losses), each a short `terms` on `PairLoss`.
 
-`d` is the Euclidean distance and `s` the dot product of (normalised) embeddings;
-`P_i` and `N_i` are the positives and negatives that the `positive=` and `negative=`
-strategies (see `keras_dml.miners`) select for anchor `i`.
+`d` is the value of the loss's `distance` (`"euclidean"`, `"squared_euclidean"`, `"cosine"`
+or `"dot"`, see `keras_dml.distances`) between (normalised) embeddings; `P_i` and `N_i`
+are the positives and negatives that the `positive=` and `negative=` strategies, or a
+`selection=` from `keras_dml.miners.PairMiner`, give anchor `i`. Hinges are written for
+distances; for a similarity `keras_dml.distances.margin` turns them around.
 """
-from collections import namedtuple
-
 import keras
 from keras import ops
 
 from keras_dml import checks, distances, miners
-from keras_dml.losses.base import MetricLoss, masked_mean, pair_values
+from keras_dml.losses.base import MetricLoss, masked_mean
+
+ALL_DISTANCES = tuple(distances.DISTANCES)
 
 
-Mined = namedtuple("Mined", ["distance", "squared", "positive_mask", "negative_mask", "positives", "positive_dist"])
-Mined.__doc__ = """What `PairLoss.mine` found: `distance()` the full `(n, n)` distance matrix with
-gradient (built only when a strategy uses every pair), `squared` the stop-gradient
-squared distances the miners choose on (same order, no square root), the label masks,
-the selected `positives` and their distances `positive_dist` `(n, m)`, with gradient."""
+class PairTerms:
+    """What every pair loss shares, for `MetricLoss` and `TrainableMetricLoss` alike: the
+    `distance`, the mining strategies and the `Pairs` its `terms` work on.
 
-
-@keras.saving.register_keras_serializable(package="keras_dml")
-class PairLoss(MetricLoss):
-    """A `MetricLoss` whose anchors use mined positives and negatives.
-
-    Subclasses get `self.mine(labels, embeddings)` and combine its pieces.
-    `semihard_fallback` says what `negative="semihard"` does for a positive with no
-    negative farther than it (see `keras_dml.miners.semihard_negatives`): `"nearest"`
-    (keras_dml's default) takes the nearest negative, `"farthest"` the farthest
-    (TensorFlow Addons' `triplet_semihard_loss`), `"none"` drops the pair
-    (pytorch-metric-learning). FaceNet defines no fallback.
+    `terms(labels, embeddings, selection=None, references=None)`: `selection` is a mined
+    `PairSelection` to use instead of the loss's own strategies, `references` a memory
+    to compare the batch with (`CrossBatchMemory`; a loss that cannot sets
+    `takes_references = False`). A subclass lists the distances it can use in `DISTANCES`.
     """
 
-    def __init__(self, positive="all", negative="all", normalize=True, cross_replica=True, name=None,
-                 semihard_fallback="nearest"):
-        super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
+    DISTANCES = ALL_DISTANCES
+    weighs_anchors = True
+    takes_selection = True
+    takes_references = True
+
+    def init_pairs(self, distance, positive, negative, semihard_fallback):
+        self.distance = distances.check(distance, self.DISTANCES, type(self).__name__)
         self.positive = checks.one_of(positive, "positive", miners.POSITIVE_STRATEGIES)
         self.negative = checks.one_of(negative, "negative", miners.NEGATIVE_STRATEGIES)
         self.semihard_fallback = checks.one_of(semihard_fallback, "semihard_fallback", miners.SEMIHARD_FALLBACKS)
 
-    def mine(self, labels, embeddings):
-        """Distances, label masks and the positives selected for each anchor, as `Mined`."""
-        squared = distances.squared_euclidean(embeddings)
-        mined = ops.stop_gradient(squared)
-        positive_mask, negative_mask = distances.label_masks(labels)
-        positives = miners.mine_positives(mined, positive_mask, self.positive)
+    def check_selection(self, selection, batch_size):
+        return miners.check_selection(selection, batch_size)
 
-        def distance():
-            return distances.safe_sqrt(squared)
+    def pairs(self, labels, embeddings, references=None):
+        """The `keras_dml.miners.Pairs` of the batch (against `references` when given)."""
+        return miners.pairs(labels, embeddings, self.distance, references)
 
-        positive_dist = pair_values(distance, distances.paired_euclidean, embeddings, positives)
-        return Mined(distance, mined, positive_mask, negative_mask, positives, positive_dist)
+    def select(self, pairs, selection=None, semihard_threshold="each"):
+        """`selection`, or the `PairSelection` of the loss's own strategies."""
+        if selection is not None:
+            return selection
+        return miners.select(pairs, self.positive, self.negative, self.semihard_fallback, semihard_threshold)
 
-    def mine_negatives(self, mined, thresholds):
-        """The negatives under `self.negative`; `thresholds` `(n, m)` are the distances of
-        the positives they pair with (semi-hard mining compares against them)."""
-        squared_thresholds = ops.square(ops.stop_gradient(thresholds))
-        return miners.mine_negatives(
-            mined.squared, mined.negative_mask, self.negative, squared_thresholds, self.semihard_fallback
-        )
+    def masks(self, pairs, selection=None):
+        """Boolean `(n, m)` masks of the positive and negative pairs the loss uses."""
+        if selection is None and self.positive == "all" and self.negative == "all":
+            return pairs.positive_mask, pairs.negative_mask
+        chosen = self.select(pairs, selection)
+        shape = ops.shape(pairs.positive_mask)
+        return (ops.logical_and(miners.selection_mask(chosen.positives, shape), pairs.positive_mask),
+                ops.logical_and(miners.selection_mask(chosen.negatives, shape), pairs.negative_mask))
+
+    def pair_values(self, pairs, chosen):
+        """Values `(n, k)` of the pairs a `Selection` chose, with gradient.
+
+        A single partner per anchor is recomputed from the embeddings, so its gradient is
+        O(n D) and never touches the full matrix.
+        """
+        if chosen.index is None:
+            return pairs.values()
+        if chosen.index.shape[1] == 1:
+            partners = ops.take(pairs.references, chosen.index[:, 0], axis=0)
+            return distances.paired(self.distance)(pairs.anchors, partners)[:, None]
+        return ops.take_along_axis(pairs.values(), chosen.index, axis=1)
+
+    def pair_config(self):
+        return {"distance": self.distance, "positive": self.positive, "negative": self.negative,
+                "semihard_fallback": self.semihard_fallback}
+
+
+@keras.saving.register_keras_serializable(package="keras_dml")
+class PairLoss(PairTerms, MetricLoss):
+    """A `MetricLoss` on pairs (see `PairTerms`).
+
+    `semihard_fallback` says what `negative="semihard"` does for a positive with no
+    negative farther than it (see `keras_dml.miners.semihard_negatives`): `"nearest"`
+    (keras_dml's default) takes the nearest negative, `"farthest"` the farthest
+    (TensorFlow Addons' `triplet_semihard_loss`), `"none"` drops the pair
+    (pytorch-metric-learning). FaceNet defines no fallback. `normalize`,
+    `cross_replica`, `name` and `reduction` are `MetricLoss`'s.
+    """
+
+    def __init__(self, distance="euclidean", positive="all", negative="all", semihard_fallback="nearest",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.init_pairs(distance, positive, negative, semihard_fallback)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "positive": self.positive,
-            "negative": self.negative,
-            "semihard_fallback": self.semihard_fallback,
-        }
+        return {**super().get_config(), **self.pair_config()}
+
+
+def pair_average(pair_terms, mask, valid):
+    """Per-anchor terms whose mean over `valid` anchors is the mean of `pair_terms` `(n, m)`
+    over all `mask`ed pairs: each anchor's sum times `#valid anchors / #pairs`."""
+    mask = ops.logical_and(mask, valid[:, None])
+    per_anchor = ops.sum(ops.where(mask, pair_terms, 0.0), axis=1)
+    count = ops.sum(ops.cast(mask, "float32"))
+    anchors = ops.sum(ops.cast(valid, "float32"))
+    return per_anchor * anchors / ops.maximum(count, 1.0)
 
 
 def _hinge_sums(thresholds, values, mask):
@@ -96,8 +134,9 @@ class ContrastiveLoss(PairLoss):
 
     `l_i = mean_{j in P_i} [d_ij - pos_margin]_+^2 + mean_{k in N_i} [neg_margin - d_ik]_+^2`
 
-    An anchor counts when it has at least one selected pair; a missing side's mean is
-    left out. `negative="semihard"` is relative to the anchor's nearest selected positive.
+    (for a similarity: `[pos_margin - s_ij]_+^2` and `[s_ik - neg_margin]_+^2`). An anchor
+    counts when it has at least one selected pair; a missing side's mean is left out.
+    `negative="semihard"` is relative to the anchor's nearest selected positive.
 
     Example:
 
@@ -109,25 +148,25 @@ class ContrastiveLoss(PairLoss):
     True
     """
 
-    def __init__(self, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", normalize=True,
-                 cross_replica=True, name=None, semihard_fallback="nearest"):
-        super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
+    def __init__(self, pos_margin=0.0, neg_margin=0.5, positive="all", negative="all", distance="euclidean",
+                 **kwargs):
+        super().__init__(distance=distance, positive=positive, negative=negative, **kwargs)
         self.pos_margin = checks.number(pos_margin, "pos_margin")
         self.neg_margin = checks.number(neg_margin, "neg_margin")
 
-    def terms(self, labels, embeddings):
-        mined = self.mine(labels, embeddings)
-        positives, positive_dist = mined.positives, mined.positive_dist
+    def terms(self, labels, embeddings, selection=None, references=None):
+        pairs = self.pairs(labels, embeddings, references)
+        positives, negatives = self.select(pairs, selection, semihard_threshold="nearest")
+        positive_value = self.pair_values(pairs, positives)
+        negative_value = self.pair_values(pairs, negatives)
         has_positive = ops.any(positives.valid, axis=1)
-        nearest_positive = ops.min(ops.where(positives.valid, positive_dist, distances.FAR), axis=1, keepdims=True)
-        negatives = self.mine_negatives(mined, nearest_positive)
         negative_valid = negatives.valid
-        if self.negative == "semihard":
+        if selection is None and self.negative == "semihard":
             negative_valid = ops.logical_and(negative_valid, has_positive[:, None])
-        negative_dist = pair_values(mined.distance, distances.paired_euclidean, embeddings, negatives)
-        positive_term = masked_mean(ops.square(ops.relu(positive_dist - self.pos_margin)), positives.valid, axis=1)
-        negative_term = masked_mean(ops.square(ops.relu(self.neg_margin - negative_dist)), negative_valid, axis=1)
+        pull = ops.square(ops.relu(distances.margin(positive_value, self.pos_margin, self.distance)))
+        push = ops.square(ops.relu(distances.margin(self.neg_margin, negative_value, self.distance)))
+        positive_term = masked_mean(pull, positives.valid, axis=1)
+        negative_term = masked_mean(push, negative_valid, axis=1)
         valid = ops.logical_or(has_positive, ops.any(negative_valid, axis=1))
         return positive_term + negative_term, valid
 
@@ -139,7 +178,7 @@ class ContrastiveLoss(PairLoss):
 class TripletLoss(PairLoss):
     """Triplet margin loss (Weinberger & Saul, 2009; FaceNet mining).
 
-    `l_i = mean_{j in P_i, k in N_i} [d_ij - d_ik + margin]_+`
+    `l_i = mean_{j in P_i, k in N_i} [d_ij - d_ik + margin]_+`  (similarities: `[s_ik - s_ij + margin]_+`)
 
     With `positive="easy"` each anchor is paired only with its nearest same-class
     sample, which keeps a class's sub-clusters apart instead of collapsing them
@@ -156,23 +195,23 @@ class TripletLoss(PairLoss):
     True
     """
 
-    def __init__(self, margin=0.2, positive="all", negative="all", normalize=True, cross_replica=True, name=None,
-                 semihard_fallback="nearest"):
-        super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
+    def __init__(self, margin=0.2, positive="all", negative="all", distance="euclidean", **kwargs):
+        super().__init__(distance=distance, positive=positive, negative=negative, **kwargs)
         self.margin = checks.number(margin, "margin")
 
-    def terms(self, labels, embeddings):
-        mined = self.mine(labels, embeddings)
-        positives, positive_dist, negative_mask = mined.positives, mined.positive_dist, mined.negative_mask
-        if self.negative == "all":
-            hinge = _hinge_sums(positive_dist + self.margin, mined.distance(), negative_mask)
-            hinge = hinge / ops.maximum(ops.sum(ops.cast(negative_mask, "float32"), axis=1, keepdims=True), 1.0)
-            valid = ops.logical_and(positives.valid, ops.any(negative_mask, axis=1, keepdims=True))
+    def terms(self, labels, embeddings, selection=None, references=None):
+        pairs = self.pairs(labels, embeddings, references)
+        positives, negatives = self.select(pairs, selection)
+        positive_value = distances.oriented(self.pair_values(pairs, positives), self.distance)
+        if negatives.index is None:
+            every = distances.oriented(pairs.values(), self.distance)
+            hinge = _hinge_sums(positive_value + self.margin, every, negatives.valid)
+            count = ops.sum(ops.cast(negatives.valid, "float32"), axis=1, keepdims=True)
+            hinge = hinge / ops.maximum(count, 1.0)
+            valid = ops.logical_and(positives.valid, ops.any(negatives.valid, axis=1, keepdims=True))
         else:
-            negatives = self.mine_negatives(mined, positive_dist)
-            negative_dist = pair_values(mined.distance, distances.paired_euclidean, embeddings, negatives)
-            hinge = ops.relu(positive_dist - negative_dist + self.margin)
+            negative_value = distances.oriented(self.pair_values(pairs, negatives), self.distance)
+            hinge = ops.relu(positive_value - negative_value + self.margin)
             valid = ops.logical_and(positives.valid, negatives.valid)
         return masked_mean(hinge, valid, axis=1), ops.any(valid, axis=1)
 
@@ -182,7 +221,8 @@ class TripletLoss(PairLoss):
 
 @keras.saving.register_keras_serializable(package="keras_dml")
 class NPairLoss(PairLoss):
-    """Multi-class N-pair loss (Sohn, NeurIPS 2016), on similarities `s = z_i . z_j`.
+    """Multi-class N-pair loss (Sohn, NeurIPS 2016), on similarities `s = z_i . z_j`
+    (`distance="dot"`; a distance `d` enters as `s = -d`).
 
     `l_i = mean_{j in P_i} log(1 + sum_{k in N_i} exp((s_ik - s_ij) / temperature))`
 
@@ -198,29 +238,22 @@ class NPairLoss(PairLoss):
     True
     """
 
-    def __init__(self, temperature=0.1, positive="all", negative="all", normalize=True, cross_replica=True,
-                 name=None, semihard_fallback="nearest"):
-        super().__init__(positive=positive, negative=negative, normalize=normalize,
-                         cross_replica=cross_replica, name=name, semihard_fallback=semihard_fallback)
+    def __init__(self, temperature=0.1, positive="all", negative="all", distance="dot", **kwargs):
+        super().__init__(distance=distance, positive=positive, negative=negative, **kwargs)
         self.temperature = checks.positive(temperature, "temperature")
 
-    def terms(self, labels, embeddings):
-        mined = self.mine(labels, embeddings)
-        positives, negative_mask = mined.positives, mined.negative_mask
-
-        def similarity():
-            return distances.dot_product(embeddings)
-
-        positive_sim = pair_values(similarity, distances.paired_dot, embeddings, positives)
-        if self.negative == "all":
-            scaled = ops.where(negative_mask, similarity() / self.temperature, -distances.FAR)
+    def terms(self, labels, embeddings, selection=None, references=None):
+        pairs = self.pairs(labels, embeddings, references)
+        positives, negatives = self.select(pairs, selection)
+        positive_logit = logits(self.pair_values(pairs, positives), self.distance, self.temperature)
+        if negatives.index is None:
+            scaled = ops.where(negatives.valid, logits(pairs.values(), self.distance, self.temperature), -distances.FAR)
             negative_logits = ops.logsumexp(scaled, axis=1, keepdims=True)
-            negative_valid = ops.any(negative_mask, axis=1, keepdims=True)
+            negative_valid = ops.any(negatives.valid, axis=1, keepdims=True)
         else:
-            negatives = self.mine_negatives(mined, mined.positive_dist)
-            negative_logits = pair_values(similarity, distances.paired_dot, embeddings, negatives) / self.temperature
+            negative_logits = logits(self.pair_values(pairs, negatives), self.distance, self.temperature)
             negative_valid = negatives.valid
-        terms = ops.softplus(negative_logits - positive_sim / self.temperature)
+        terms = ops.softplus(negative_logits - positive_logit)
         valid = ops.logical_and(positives.valid, negative_valid)
         return masked_mean(terms, valid, axis=1), ops.any(valid, axis=1)
 
@@ -228,11 +261,16 @@ class NPairLoss(PairLoss):
         return {**super().get_config(), "temperature": self.temperature}
 
 
+def logits(values, distance, temperature):
+    """Softmax logits of pair values: `s / temperature`, or `-d / temperature` for a distance."""
+    return -distances.oriented(values, distance) / temperature
+
+
 @keras.saving.register_keras_serializable(package="keras_dml")
-class MultiSimilarityLoss(MetricLoss):
+class MultiSimilarityLoss(PairLoss):
     """Multi-similarity loss with its own pair mining (Wang et al., CVPR 2019).
 
-    On cosine similarities `s`, anchor `i` keeps positives with
+    On similarities `s` (`distance="cosine"` or `"dot"`), anchor `i` keeps positives with
     `s_ij - epsilon < max_{k in N} s_ik` and negatives with `s_ik + epsilon > min_{j in P} s_ij`:
 
     `l_i = 1/alpha log(1 + sum_j exp(-alpha (s_ij - base))) + 1/beta log(1 + sum_k exp(beta (s_ik - base)))`
@@ -252,18 +290,20 @@ class MultiSimilarityLoss(MetricLoss):
     True
     """
 
-    def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, normalize=True, cross_replica=True,
-                 name=None):
-        super().__init__(normalize=normalize, cross_replica=cross_replica, name=name)
+    DISTANCES = distances.SIMILARITIES
+
+    def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1, distance="cosine", **kwargs):
+        super().__init__(distance=distance, **kwargs)
         self.alpha = checks.positive(alpha, "alpha")
         self.beta = checks.positive(beta, "beta")
         self.base = checks.number(base, "base")
         self.epsilon = checks.number(epsilon, "epsilon")
 
-    def terms(self, labels, embeddings):
-        sim = distances.dot_product(embeddings)
+    def terms(self, labels, embeddings, selection=None, references=None):
+        pairs = self.pairs(labels, embeddings, references)
+        sim = pairs.values()
         mined = ops.stop_gradient(sim)
-        positive_mask, negative_mask = distances.label_masks(labels)
+        positive_mask, negative_mask = self.masks(pairs, selection)
         hardest_negative = ops.max(ops.where(negative_mask, mined, -distances.FAR), axis=1, keepdims=True)
         hardest_positive = ops.min(ops.where(positive_mask, mined, distances.FAR), axis=1, keepdims=True)
         keep_positive = ops.logical_and(positive_mask, mined - self.epsilon < hardest_negative)
