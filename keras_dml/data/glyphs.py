@@ -12,6 +12,11 @@ Two tasks come from the same images:
 - `by="font"`: a class is a font file (a typeface), its instances are characters x
   renders; the test fonts are never seen in training, and the regular, bold and italic
   of one family stay on the same side.
+- `by="group"`: a class is a fixed group of `group_size` characters, its instances
+  are those characters in every font: classes with several modes (the characters),
+  each with many samples, as the class-collapse question needs. The groups are drawn
+  once (characters ordered by a hash of the character, cut into consecutive groups) and
+  split by group: the test groups' characters are never seen in training.
 
 Checks instead of lists of names: a font lacking a character is skipped for it (its
 cmap); a glyph that renders the font's placeholder (`.notdef` box), an almost empty
@@ -48,10 +53,11 @@ import numpy as np
 from keras_dml import checks
 
 SPLITS = ("train", "test")
-TASKS = ("character", "font")
+TASKS = ("character", "font", "group")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
 CACHE_ENV = "KERAS_DML_CACHE"
+DEFAULT_GROUP_SIZE = 4  # characters per class with by="group"
 RENDER_VERSION = 1  # bump when the rendering code changes (the settings below are in the cache key)
 
 
@@ -99,14 +105,15 @@ MIN_RECOGNIZED = 0.6  # a font with a smaller share of recognised glyphs is a sy
 
 
 def load_glyphs(split="train", by="character", image_size=32, fonts=None, renders=3, seed=0,
-                return_metadata=False, characters=None, cache_dir=None):
+                return_metadata=False, characters=None, cache_dir=None, group_size=None):
     """`(images, labels)` of one class split, or `(images, labels, metadata)`.
 
     Args:
         split: `"train"` or `"test"`: about half of the images each, class-disjoint
             (font families stay on one side); a class's side never depends on `seed`.
-        by: `"character"` (classes are characters, split by character) or `"font"`
-            (classes are font files, split by font family).
+        by: `"character"` (classes are characters, split by character), `"font"`
+            (classes are font files, split by font family) or `"group"` (classes are
+            groups of `group_size` characters, split by group).
         image_size: side of the square images in pixels, at least 16.
         fonts: `None` for the fonts matplotlib ships; `"system"` for those plus the
             machine's font folders; or a font file or folder, or a list of them
@@ -119,12 +126,16 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
             (Latin letters, digits, Greek, Cyrillic, less `CONFUSABLES`).
         cache_dir: folder of the render cache; default `$KERAS_DML_CACHE/glyphs`, or
             `~/.cache/keras_dml/glyphs`.
+        group_size: with `by="group"`, characters per class, from 2 to half of the
+            characters drawn (so that there are at least two groups); default
+            `DEFAULT_GROUP_SIZE`. Only with `by="group"`.
 
     Returns:
         images: float32 `(n, image_size, image_size, 1)` in `[0, 1]`, white on black;
         labels: int32, re-indexed from 0 within the split (in the order of the classes'
         names); with `return_metadata`, the metadata dict.
     """
+    group_size = _check_group_arguments(split, by, group_size)
     checks.one_of(split, "split", SPLITS)
     checks.one_of(by, "by", TASKS)
     image_size = checks.positive_int(image_size, "image_size")
@@ -141,8 +152,10 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
         if fonts is None:  # matplotlib's own symbol fonts are left out as designed: no news
             warnings.simplefilter("ignore", SkippedFontWarning)
         data = _rendered(paths, characters, image_size, renders, seed, cache_dir)
-    class_names = data["character"] if by == "character" else data["font"]
-    side_names = data["character"] if by == "character" else data["family"]
+    if by == "group":
+        data = _grouped(data, group_size)
+    class_names = data[by]
+    side_names = data["family"] if by == "font" else class_names
     sides = _test_sides(side_names)
     keep = sides == (split == "test")
     if len(np.unique(class_names)) < 2:
@@ -203,6 +216,50 @@ def _check_characters(characters):
         raise ValueError(f"characters must be a string of at least two distinct characters; "
                          f"got characters={characters!r}.")
     return "".join(dict.fromkeys(characters))  # distinct, in order
+
+
+def _check_group_arguments(split, by, group_size):
+    """`group_size` checked against `split` and `by`: an int >= 2 with `by="group"`, else None."""
+    if by != "group":
+        if group_size is not None:
+            raise ValueError(f"group_size is only used with by='group'; got group_size={group_size!r} "
+                             f"with by={by!r}.")
+        return None
+    if split == "pretrain":
+        raise ValueError("by='group' has no split='pretrain' (the pretraining characters are not grouped); "
+                         "use split='train' or 'test'.")
+    group_size = DEFAULT_GROUP_SIZE if group_size is None else checks.positive_int(group_size, "group_size")
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2 (a class of one character has one mode); "
+                         f"got group_size={group_size}.")
+    return group_size
+
+
+def character_groups(characters, group_size):
+    """`{character: group name}`: `characters` ordered by a hash of each character and cut
+    into consecutive groups of `group_size`; a group's name is its characters in that order.
+
+    The `len(characters) % group_size` characters left at the end of the order are in no
+    group. Raises `ValueError` (naming `group_size`) when fewer than two groups fit.
+    """
+    order = sorted(set(characters), key=lambda c: hashlib.sha256(c.encode()).hexdigest())
+    if len(order) // group_size < 2:
+        raise ValueError(f"group_size={group_size} leaves fewer than two groups of the {len(order)} characters "
+                         f"drawn; group_size may be at most {len(order) // 2}.")
+    groups = {}
+    for start in range(0, len(order) - group_size + 1, group_size):
+        name = "".join(order[start:start + group_size])
+        groups.update({c: name for c in name})
+    return groups
+
+
+def _grouped(data, group_size):
+    """`data` restricted to the images of grouped characters, with a `"group"` array (their group names)."""
+    groups = character_groups(data["character"].tolist(), group_size)
+    keep = np.isin(data["character"], list(groups))
+    data = {name: values[keep] for name, values in data.items()}
+    data["group"] = np.array([groups[c] for c in data["character"].tolist()], str)
+    return data
 
 
 def _test_sides(groups):
