@@ -158,8 +158,11 @@ def section_name(phase, start, fonts):
 
 
 def chosen_margin(start, positive):
+    """The margin chosen on validation groups for `start`, or for the random start when `start`
+    has no validation run of its own (the section `margin_from` says which)."""
     document = json.load(open(os.path.join(harness.RESULTS, f"{PAGE}.json")))
-    return document[section_name("validation", start, "default")][positive]["chosen_margin"]
+    source = start if section_name("validation", start, "default") in document else "random"
+    return document[section_name("validation", source, "default")][positive]["chosen_margin"], source
 
 
 def map_points(embeddings, labels, characters):
@@ -240,13 +243,13 @@ def main():
             best = max(MARGINS, key=lambda m: rows[str(m)]["recall@1"]["mean"])
             harness.update(PAGE, section, {positive: {"margins": rows, "chosen_margin": best}}, settings(args))
             continue
-        margin = chosen_margin(args.start, positive)
+        margin, margin_from = chosen_margin(args.start, positive)
         runs, kept = [], {}
         for seed in args.seeds or TEST_SEEDS:
             keep = {} if seed == 0 and args.fonts == "default" else None
             runs.append(train(args.start, positive, margin, seed, data, args.epochs, keep, args.steps_per_epoch))
             print(json.dumps(runs[-1]), flush=True)  # a copy in the log
-            content = {positive: {"margin": margin, **row(merged_runs(section, positive, runs[-1:]))}}
+            content = {positive: {"margin": margin, "margin_from": f"validation_{margin_from}", **row(merged_runs(section, positive, runs[-1:]))}}
             harness.update(PAGE, section, content, settings(args))
             if keep:
                 harness.update(PAGE, "map", {args.start: {positive: map_points(keep["embeddings"], data[3], data[4])}},

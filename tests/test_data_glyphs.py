@@ -189,7 +189,7 @@ def test_corrupt_font_file_is_skipped_with_a_warning(tmp_path):
 
 def test_groups_each_character_in_one_group_and_each_group_on_one_side():
     sides = {split: load_glyphs(split, by="group", group_size=3, fonts=FONTS, renders=1, return_metadata=True)
-             for split in glyphs.SPLITS}
+             for split in ("train", "test")}
     groups_of = {}  # character -> the set of (split, label) it was seen with
     for split, (images, labels, meta) in sides.items():
         assert len(images) == len(labels) == len(meta["character"])
@@ -199,7 +199,7 @@ def test_groups_each_character_in_one_group_and_each_group_on_one_side():
             for c in characters:
                 groups_of.setdefault(c, set()).add((split, int(label)))
     assert all(len(seen) == 1 for seen in groups_of.values())  # one group, on one side
-    train, test = (set(sides[s][2]["character"].tolist()) for s in glyphs.SPLITS)
+    train, test = (set(sides[s][2]["character"].tolist()) for s in ("train", "test"))
     assert train and test and not train & test
     # The groups are the documented deterministic draw of the characters present.
     drawn = glyphs.character_groups(sorted(train | test), 3)
