@@ -146,8 +146,8 @@ def merged_runs(section, key, runs):
 def settings(args):
     return {"bed": f"load_glyphs(by='group', group_size={GROUP_SIZE}), renders {RENDERS}",
             "loss": "TripletLoss(margin, positive=..., negative='semihard')", "starts": harness.STARTS,
-            "embedding_dim": 64, "optimizer": "Adam", "epochs": args.epochs,
-            "batches (P, K)": [CLASSES_PER_BATCH, SAMPLES_PER_CLASS], "steps_per_epoch": args.steps_per_epoch,
+            "embedding_dim": 64, "optimizer": "Adam", "batches (P, K)": [CLASSES_PER_BATCH, SAMPLES_PER_CLASS],
+            "epochs, steps_per_epoch": "per section, under 'run' (default steps: one pass over the training images)",
             "mode_k": MODE_K, "margins": MARGINS,
             "validation": "a quarter of the training groups (harness.held_out); chosen by Recall@1",
             "validation_seeds": VALIDATION_SEEDS, "test_seeds": TEST_SEEDS}
@@ -183,25 +183,30 @@ def picture(path=PICTURE):
     document = json.load(open(os.path.join(harness.RESULTS, f"{PAGE}.json")))
     maps = document["map"]
     starts = [s for s in ("random", "glyphs") if s in maps]
-    positives = [p for p in ("hard", "all", "easy") if all(p in maps[s] for s in starts)]
-    figure, axes = plt.subplots(len(starts), len(positives), figsize=(3.2 * len(positives), 3.3 * len(starts)),
+    positives = ("hard", "all", "easy")
+    figure, axes = plt.subplots(len(starts), len(positives), figsize=(3.4 * len(positives), 3.5 * len(starts)),
                                 squeeze=False, dpi=110)
     markers = "os^D"
     for i, start in enumerate(starts):
         for j, positive in enumerate(positives):
-            points, ax = maps[start][positive], axes[i][j]
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if positive not in maps[start]:
+                ax.set_title(f"{start} start, positive={positive}", fontsize=8)
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+                continue
+            points = maps[start][positive]
             x, y, groups, chars = (np.asarray(points[k]) for k in ("x", "y", "group", "character"))
             for g in np.unique(groups):
                 for m, char in enumerate(sorted(set(chars[groups == g].tolist()))):
                     pick = (groups == g) & (chars == char)
-                    ax.scatter(x[pick], y[pick], s=7, color=plt.cm.tab10(g), marker=markers[m % 4], alpha=0.7,
+                    ax.scatter(x[pick], y[pick], s=9, color=plt.cm.tab10(g), marker=markers[m % 4], alpha=0.7,
                                linewidths=0)
-            scores = document[section_name("test", start, "default")][positive]
-            ax.set_title(f"{start} start, positive={positive}\nmode score (seed 0) "
-                         f"{scores['runs'][0]['epochs'][-1]['mode_score']:.2f}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    figure.suptitle(f"t-SNE of {MAP_GROUPS} unseen test groups: colour = group, marker = character (its mode)",
+            run = document[section_name("test", start, "default")][positive]["runs"][0]["epochs"][-1]
+            ax.set_title(f"{start} start, positive={positive}\nseed 0: mode score {run['mode_score']:.2f}, "
+                         f"NMI {run['mode_nmi']:.2f}", fontsize=8)
+    figure.suptitle(f"t-SNE of {MAP_GROUPS} unseen test groups: colour = group, marker = character (a mode)",
                     fontsize=9)
     figure.tight_layout()
     figure.savefig(path)
@@ -230,7 +235,8 @@ def main():
     sizes = {"train_groups": int(data[1].max() + 1), "eval_groups": int(len(np.unique(data[3]))),
              "train_images": int(len(data[1])), "eval_images": int(len(data[3])),
              "fonts": harness.inventory(data[5])}
-    harness.update(PAGE, section, {"sizes": sizes}, settings(args))
+    run = {"start": args.start, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch}
+    harness.update(PAGE, section, {"sizes": sizes, "run": run}, settings(args))
     for positive in args.positives:
         if args.phase == "validation":
             rows = {}
