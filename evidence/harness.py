@@ -42,6 +42,10 @@ from keras_dml.models import MetricModel, build_embedder  # noqa: E402
 from keras_dml.optimizers import with_proxy_lr_multiplier  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# The starting points of a run: `build_embedder` arguments and the learning rate that goes with them
+# ("glyphs": the shipped glyph-pretrained backbone, BatchNormalization frozen, fine-tuned at 1e-4).
+STARTS = {"random": {"backbone": "small_cnn", "weights": None, "learning_rate": 1e-3},
+          "glyphs": {"backbone": "small_resnet", "weights": "glyphs", "learning_rate": 1e-4}}
 VALIDATION_FRACTION = 0.25  # of the training classes, held out when mode="validation"
 SPLIT_SEED = 0  # the validation classes are the same for every run
 
@@ -65,8 +69,21 @@ def font_inventory():
     fonts = _load("train")[2]
     if fonts is None:
         return None
+    return inventory(fonts)
+
+
+def inventory(fonts):
+    """`{"count", "sha256"}` of the distinct font file names in `fonts`, the hash of their sorted list."""
     names = sorted(set(str(f) for f in fonts))
     return {"count": len(names), "sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+
+
+def held_out(labels):
+    """Boolean mask of the samples of the validation classes: `VALIDATION_FRACTION` of the
+    classes of `labels`, drawn with `SPLIT_SEED` (the same classes for every run)."""
+    classes = np.unique(labels)
+    held = np.random.default_rng(SPLIT_SEED).permutation(classes)[: int(round(VALIDATION_FRACTION * len(classes)))]
+    return np.isin(labels, held)
 
 
 def load(mode="validation"):
@@ -78,9 +95,7 @@ def load(mode="validation"):
         eval_images, eval_labels, _ = _load("test")
         train_images, train_labels = images, labels
     else:
-        classes = np.unique(labels)
-        held = np.random.default_rng(SPLIT_SEED).permutation(classes)[: int(round(VALIDATION_FRACTION * len(classes)))]
-        is_held = np.isin(labels, held)
+        is_held = held_out(labels)
         train_images, train_labels = images[~is_held], labels[~is_held]
         eval_images, eval_labels = images[is_held], labels[is_held]
     train_labels = np.unique(train_labels, return_inverse=True)[1].astype("int32")
@@ -110,7 +125,8 @@ def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
 
 def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch="pk", classes_per_batch=16,
         samples_per_class=4, batch_size=64, learning_rate=1e-3, proxy_lr_multiplier=100.0, warmup_epochs=0,
-        label_noise=0.0, rerank=False, data=None, measure=None):
+        label_noise=0.0, rerank=False, data=None, measure=None, backbone="small_cnn", weights=None,
+        steps_per_epoch=None):
     """Train one criterion for one seed; returns `{"epochs": [metrics per epoch, 0 = untrained], ...}`.
 
     Args:
@@ -124,18 +140,23 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         data: the tuple `load(mode)` returns, to skip loading it again.
         measure: optional `measure(embedder) -> dict` of further values, recorded with the
             metrics after every epoch (epoch 0 included).
+        backbone, weights: passed to `build_embedder` (the start: `weights=None` is random;
+            `STARTS` names the starts the evidence uses).
+        steps_per_epoch: P x K batches per epoch; default one pass over the training images.
     """
     train_images, train_labels, eval_images, eval_labels = data or load(mode)
     if label_noise:
         train_labels = replace_labels(train_labels, label_noise, np.random.default_rng(seed))
     keras.utils.set_random_seed(seed)
     num_classes = int(train_labels.max()) + 1
-    embedder = build_embedder("small_cnn", embedding_dim=embedding_dim, input_shape=train_images.shape[1:])
+    embedder = build_embedder(backbone, embedding_dim=embedding_dim, input_shape=train_images.shape[1:],
+                              weights=weights)
     model = MetricModel(embedder, criterion(num_classes, embedding_dim))
     if batch == "pk":
         pairs = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
         batches = class_balanced(pairs, classes_per_batch, samples_per_class, seed=seed)
-        fit_data = {"x": batches, "steps_per_epoch": len(train_labels) // (classes_per_batch * samples_per_class)}
+        steps = steps_per_epoch or len(train_labels) // (classes_per_batch * samples_per_class)
+        fit_data = {"x": batches, "steps_per_epoch": steps}
     elif batch == "random":
         fit_data = {"x": train_images, "y": train_labels, "batch_size": batch_size, "shuffle": True}
     else:

@@ -17,7 +17,9 @@ DATASETS = ("digits", "glyphs", "cars196", "cub200", "sop")
 APPLICATION_BACKBONES = ("resnet50", "efficientnet_b0", "efficientnetv2_b0", "efficientnetv2_s", "convnext_tiny",
                          "mobilenetv3_small", "mobilenetv3_large")
 TRANSFORMER_BACKBONES = ("vit_small", "vit_base", "dinov2_small", "dinov2_base")
-SMALL_BACKBONES = ("small_cnn", "mlp")  # no pretrained weights
+SMALL_BACKBONES = ("small_cnn", "small_resnet", "mlp")  # pretrained only by the weights keras_dml ships
+# Pretrained weights that ship inside keras_dml (`keras_dml.models.pretrained.SHIPPED`), e.g. weights="glyphs".
+SHIPPED_WEIGHTS = ("glyphs",)
 BACKBONES = APPLICATION_BACKBONES + TRANSFORMER_BACKBONES + SMALL_BACKBONES
 
 # Global poolings of a feature map (`keras_dml.layers.get_pooling`).

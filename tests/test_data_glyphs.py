@@ -185,3 +185,37 @@ def test_corrupt_font_file_is_skipped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="Broken.ttf"):
         _, _, meta = load_glyphs(fonts=[broken, SANS, SERIF], renders=1, return_metadata=True)
     assert "Broken.ttf" not in set(meta["font"].tolist())
+
+
+def test_groups_each_character_in_one_group_and_each_group_on_one_side():
+    sides = {split: load_glyphs(split, by="group", group_size=3, fonts=FONTS, renders=1, return_metadata=True)
+             for split in ("train", "test")}
+    groups_of = {}  # character -> the set of (split, label) it was seen with
+    for split, (images, labels, meta) in sides.items():
+        assert len(images) == len(labels) == len(meta["character"])
+        for label in np.unique(labels):
+            characters = set(meta["character"][labels == label].tolist())
+            assert len(characters) == 3  # a class is 3 characters: its modes
+            for c in characters:
+                groups_of.setdefault(c, set()).add((split, int(label)))
+    assert all(len(seen) == 1 for seen in groups_of.values())  # one group, on one side
+    train, test = (set(sides[s][2]["character"].tolist()) for s in ("train", "test"))
+    assert train and test and not train & test
+    # The groups are the documented deterministic draw of the characters present.
+    drawn = glyphs.character_groups(sorted(train | test), 3)
+    assert set(drawn) == train | test
+    for images, labels, meta in sides.values():
+        names = {drawn[c] for c in meta["character"][labels == 0].tolist()}
+        assert len(names) == 1
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"by": "group", "group_size": 1}, "group_size"),
+    ({"by": "group", "group_size": 0}, "group_size"),
+    ({"by": "group", "group_size": 3, "characters": "abcde"}, "group_size"),  # 5 characters: one group of 3
+    ({"by": "group", "split": "pretrain"}, "pretrain"),
+    ({"by": "character", "group_size": 4}, "group_size"),
+])
+def test_bad_group_input_names_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        load_glyphs(**{"fonts": FONTS[:1], "renders": 1, **kwargs})

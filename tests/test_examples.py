@@ -78,13 +78,12 @@ def test_density_example_hinge_is_shut_at_the_old_rho_and_opens_as_rho_grows():
         assert result["spread"] / result["gap"] > 0.125
 
 
-def test_class_collapse_example_shows_no_collapse_of_the_fonts_modes():
+def test_class_collapse_example_easy_positives_keep_the_groups_modes_apart():
     results = run_example("class_collapse", "--fast")
     untrained = results["untrained"]
-    # The tutorial's reading: no collapse here. Neither strategy takes the mode score of the
-    # training fonts far from the untrained level (a collapsed font would score ~0.006), and
-    # the early gap one seed once showed (easy above hard) did not hold on other machines.
-    for positive in ("easy", "hard"):
-        assert abs(results[positive]["modes_train"] - untrained["modes_train"]) < 0.1
-        assert 0.0 < results[positive]["recall@1"] <= 1.0
-    assert abs(results["pixels"]["modes_train"] - untrained["modes_train"]) < 0.1
+    # Groups of 4 characters: a collapsed group would score about 0.25. In fast mode (25 steps,
+    # seed 0) easy positives end at 0.87 and hard ones at 0.77 (untrained 0.64); the 3-seed
+    # runs of docs/easy_positives.md show the same order.
+    assert results["easy"]["modes"] > results["hard"]["modes"] + 0.03
+    assert results["easy"]["modes"] > untrained["modes"]
+    assert results["easy"]["recall@1"] > untrained["recall@1"] + 0.1

@@ -3,7 +3,7 @@ from keras_dml import distributed, names
 from keras_dml.data import datasets
 from keras_dml.export import layout
 from keras_dml.layers import pooling
-from keras_dml.models import embedder, transformers
+from keras_dml.models import embedder, pretrained, transformers
 
 
 def test_every_table_is_keyed_by_the_names_it_implements():
@@ -12,6 +12,7 @@ def test_every_table_is_keyed_by_the_names_it_implements():
     assert tuple(transformers.TRANSFORMERS) == names.TRANSFORMER_BACKBONES
     assert embedder.BACKBONES == names.BACKBONES and embedder.SMALL_BACKBONES == names.SMALL_BACKBONES
     assert tuple(pooling.POOLINGS) == names.POOLINGS
+    assert tuple(pretrained.SHIPPED) == names.SHIPPED_WEIGHTS
     assert distributed.STRATEGIES == names.STRATEGIES and layout.FORMATS == names.EXPORT_FORMATS
 
 

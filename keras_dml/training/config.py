@@ -50,8 +50,9 @@ class TrainConfig:
     data_dir: str = _setting(None, "TFDS data directory", "str")
     manual_dir: str = _setting(None, "folder with the datasets' original archives (docs/data.md)", "str")
     backbone: str = _setting("mlp", names.listed(names.BACKBONES))
-    weights: str = _setting(None, "imagenet (CNNs), pretrained or a keras-hub preset (transformers), a local "
-                            "weights file or preset directory, or null (random initialisation)", "str")
+    weights: str = _setting(None, "imagenet (CNNs), pretrained or a keras-hub preset (transformers), glyphs "
+                            "(small_resnet, shipped with keras_dml), a local weights file or preset directory, or "
+                            "null (random initialisation)", "str")
     embedding_dim: int = _setting(16, "width of the embedding")
     image_size: int = _setting(8, "side of the square images the embedder takes (image datasets)")
     pooling: str = _setting("avg", names.listed(names.POOLINGS))
@@ -176,8 +177,10 @@ class TrainConfig:
             raise checks.ArgumentError("dataset", f"dataset must be a name or a folder; got dataset={self.dataset!r}.")
         checks.one_of(self.backbone, "backbone", names.BACKBONES)
         checks.one_of(self.pooling, "pooling", names.POOLINGS)
-        if self.weights is not None and self.backbone in names.SMALL_BACKBONES:
-            raise checks.ArgumentError("weights", f"backbone={self.backbone} has no pretrained weights; "
+        if self.weights is not None and self.backbone in names.SMALL_BACKBONES \
+                and self.weights not in names.SHIPPED_WEIGHTS:
+            raise checks.ArgumentError("weights", f"backbone={self.backbone} has no pretrained weights but those "
+                                                  f"that ship with keras_dml ({', '.join(names.SHIPPED_WEIGHTS)}); "
                                                   f"got weights={self.weights}", {"weights": None})
         if not isinstance(self.loss, dict) or set(self.loss) - {"class_name", "config", "module",
                                                                "registered_name"} \
