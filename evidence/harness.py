@@ -8,7 +8,10 @@ their mean and std into `evidence/results/<page>.json`, which the page quotes.
   missing, the 8x8 digits. `mode="validation"` trains on the training classes minus a
   quarter of them and evaluates on that quarter (for choosing hyperparameters);
   `mode="test"` trains on every training class and evaluates on the test classes.
-- embedder: `keras_dml.models.build_embedder("small_cnn", ...)`, L2-normalised.
+- embedder: `keras_dml.models.build_embedder(backbone, ...)` (`"small_cnn"` unless a
+  script says otherwise), L2-normalised; `start="random"` initialises it at random,
+  `start="pretrained"` loads the glyph-pretrained backbone (`weights="glyphs"`), the
+  papers' starting point in miniature. A script takes the start as `--start`.
 - criterion: any `criterion(num_classes, embedding_dim)` factory returning a keras_dml
   loss (stateless or trainable), trained through `keras_dml.models.MetricModel` with
   Adam, and proxies at `proxy_lr_multiplier` x the learning rate.
@@ -42,6 +45,7 @@ from keras_dml.models import MetricModel, build_embedder  # noqa: E402
 from keras_dml.optimizers import with_proxy_lr_multiplier  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+STARTS = ("random", "pretrained")  # the embedder's initialisation (see `make_embedder`)
 VALIDATION_FRACTION = 0.25  # of the training classes, held out when mode="validation"
 SPLIT_SEED = 0  # the validation classes are the same for every run
 
@@ -87,6 +91,25 @@ def load(mode="validation"):
     return train_images, train_labels, eval_images, eval_labels
 
 
+def make_embedder(start="random", backbone="small_cnn", embedding_dim=64, input_shape=(32, 32, 1)):
+    """The embedder a run starts from: random weights, or the glyph-pretrained backbone
+    (`build_embedder(..., weights="glyphs")`) under a new random embedding layer."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}; got {start!r}.")
+    weights = "glyphs" if start == "pretrained" else None
+    return build_embedder(backbone, embedding_dim=embedding_dim, input_shape=input_shape, weights=weights)
+
+
+def start_from_arguments(arguments):
+    """`(start, remaining arguments)` from a script's command line: `--start random|pretrained`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--start", choices=STARTS, default="random")
+    known, rest = parser.parse_known_args(arguments)
+    return known.start, rest
+
+
 def replace_labels(labels, fraction, rng):
     """A copy of `labels` where `fraction` of them, chosen at random, are replaced by another class."""
     labels = labels.copy()
@@ -110,7 +133,7 @@ def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
 
 def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch="pk", classes_per_batch=16,
         samples_per_class=4, batch_size=64, learning_rate=1e-3, proxy_lr_multiplier=100.0, warmup_epochs=0,
-        label_noise=0.0, rerank=False, data=None, measure=None):
+        label_noise=0.0, rerank=False, data=None, measure=None, start="random", backbone="small_cnn"):
     """Train one criterion for one seed; returns `{"epochs": [metrics per epoch, 0 = untrained], ...}`.
 
     Args:
@@ -124,13 +147,14 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         data: the tuple `load(mode)` returns, to skip loading it again.
         measure: optional `measure(embedder) -> dict` of further values, recorded with the
             metrics after every epoch (epoch 0 included).
+        start, backbone: the embedder's initialisation and network (`make_embedder`).
     """
     train_images, train_labels, eval_images, eval_labels = data or load(mode)
     if label_noise:
         train_labels = replace_labels(train_labels, label_noise, np.random.default_rng(seed))
     keras.utils.set_random_seed(seed)
     num_classes = int(train_labels.max()) + 1
-    embedder = build_embedder("small_cnn", embedding_dim=embedding_dim, input_shape=train_images.shape[1:])
+    embedder = make_embedder(start, backbone, embedding_dim, train_images.shape[1:])
     model = MetricModel(embedder, criterion(num_classes, embedding_dim))
     if batch == "pk":
         pairs = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
@@ -152,18 +176,18 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         return measure(embedder) if measure is not None else {}
 
     history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm), **measured()}]
-    start = time.time()
-    backbone = embedder.get_layer("backbone")
-    backbone.trainable = warmup_epochs == 0
+    started = time.time()
+    backbone_layer = embedder.get_layer("backbone")
+    backbone_layer.trainable = warmup_epochs == 0
     compile_model()
     for epoch in range(1, epochs + 1):
         if epoch == warmup_epochs + 1 and warmup_epochs > 0:
-            backbone.trainable = True
+            backbone_layer.trainable = True
             compile_model()
         fit = model.fit(**fit_data, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
         history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
                         **evaluate(embedder, eval_images, eval_labels, pddm), **measured()})
-    return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - start, 1)}
+    return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - started, 1)}
 
 
 def summary(values):
@@ -176,6 +200,11 @@ def summary(values):
 def final(runs, metric="recall@1"):
     """`summary` of `metric` at the last epoch of each run (one run per seed)."""
     return summary(r["epochs"][-1][metric] for r in runs)
+
+
+def per_epoch(runs, metric="recall@1"):
+    """`summary` of `metric` after each epoch (0 = untrained) over the runs (one per seed)."""
+    return [summary(r["epochs"][e][metric] for r in runs) for e in range(len(runs[0]["epochs"]))]
 
 
 def write(page, payload):
