@@ -110,6 +110,14 @@ def start_from_arguments(arguments):
     return known.start, rest
 
 
+def list_option(arguments, flag, default, convert=str):
+    """`(values, remaining arguments)`: `flag a,b,c` parsed from `arguments` (`default` when absent)."""
+    if flag not in arguments:
+        return tuple(default), list(arguments)
+    at = arguments.index(flag)
+    return tuple(convert(v) for v in arguments[at + 1].split(",")), list(arguments[:at]) + list(arguments[at + 2:])
+
+
 def replace_labels(labels, fraction, rng):
     """A copy of `labels` where `fraction` of them, chosen at random, are replaced by another class."""
     labels = labels.copy()
@@ -126,7 +134,7 @@ def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
     metrics = retrieval_metrics(embeddings, labels, k=(1,))
     result = {"recall@1": metrics["recall@1"], "map_at_r": metrics["map_at_r"]}
     if pddm is not None:
-        reranked = retrieval_metrics(embeddings, labels, k=(1,), pddm=pddm, rerank_top_k=rerank_top_k)
+        reranked = retrieval_metrics(embeddings, labels, k=(1,), rerank=pddm, rerank_depth=rerank_top_k)
         result["reranked_recall@1"] = reranked["recall@1"]
     return result
 
