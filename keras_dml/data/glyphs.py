@@ -40,6 +40,7 @@ import json
 import numbers
 import os
 import tempfile
+import unicodedata
 import warnings
 import zlib
 
@@ -47,7 +48,8 @@ import numpy as np
 
 from keras_dml import checks
 
-SPLITS = ("train", "test")
+PRETRAIN = "pretrain"
+SPLITS = ("train", "test", PRETRAIN)
 TASKS = ("character", "font")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
@@ -96,6 +98,27 @@ SAME_RENDER = 0.01  # relative L1 difference (see _difference) below this: the s
 MAX_SHARED_RENDER = 2  # more characters than this on one image: a placeholder
 RECOGNITION_RANK = 5  # a glyph is recognised when its character is among the 5 nearest (of ~140)
 MIN_RECOGNIZED = 0.6  # a font with a smaller share of recognised glyphs is a symbol font
+# The pretraining split (see `_render_pretrain`): characters drawn by at least this many
+# fonts, none closer than NEAR_DUPLICATE (`_difference` of 3x3-blurred undistorted
+# renders in one font) to a metric-learning character, and none a variant or look-alike
+# of one by its Unicode properties (`_unrelated`).
+MIN_PRETRAIN_FONTS = 10
+NEAR_DUPLICATE = 0.15
+# Unicode general categories: letters, punctuation, maths, modifier and other symbols
+# (not currency signs: most are letters with strokes, $ C-bar, Y-bar, B-bar).
+PRETRAIN_CATEGORIES = ("Lu", "Ll", "Lt", "Lm", "Lo", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sk", "So")
+METRIC_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC", "COPTIC")
+VARIANT_WORDS = ("DIGIT", "NUMBER", "NUMERAL", "FRACTION", "MATHEMATICAL", "FULLWIDTH", "HALFWIDTH", "CIRCLED",
+                 "PARENTHESIZED", "SQUARED", "SUBSCRIPT", "SUPERSCRIPT", "MODIFIER", "SMALL CAPITAL", "N-ARY",
+                 "TURNED", "REVERSED", "INVERTED", "SCRIPT", "BLACK-LETTER", "DOUBLE-STRUCK")
+# Characters of matplotlib's fonts that pass the rules above but that Unicode's
+# confusables (UTS #39, confusables.txt) list as look-alikes of a DEFAULT_CHARACTERS one.
+UNICODE_LOOKALIKES = (
+    "|×˛ՍՏՓՕագզհոռսցքօყᐎᐏᐬᐯᐺᐻᑌᑗᑘᑧᑭᑯᑲᑳᑶᑷᑺᑻᑾᑿᒀᒁ"
+    "ᒆᒇᒈᒍᒘᒙᒥᒪᒮᒯᒶᒷᔯᔰᕁᕽᕿᖁᖃᖄᖑᗞ᙮ᙳ‖℈℮∆∞∣∥∨∪⊤⋿⍙⍡⍬⍳⍴"
+    "⍵⍶⍸⍹⍺╳△⟙⤫⤬⨯⨰ⴱⴸⴹⵁⵏⵔⵕⵝⵠꓐꓑꓒꓓꓔꓖꓗꓙꓚꓜꓝꓟꓠꓡꓢꓣꓦꓧꓪ"
+    "ꓫꓬ𐌁𐌂𐌑𐌕𐌗𐌚"
+)
 
 
 def load_glyphs(split="train", by="character", image_size=32, fonts=None, renders=3, seed=0,
@@ -105,6 +128,10 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
     Args:
         split: `"train"` or `"test"`: about half of the images each, class-disjoint
             (font families stay on one side); a class's side never depends on `seed`.
+            `"pretrain"` (with `by="character"`): other characters, for pretraining a
+            backbone: symbols, arrows, box drawing, Armenian, Georgian, ..., drawn by at
+            least `MIN_PRETRAIN_FONTS` fonts, and none of them a variant or look-alike of
+            a train or test character (see `_render_pretrain`).
         by: `"character"` (classes are characters, split by character) or `"font"`
             (classes are font files, split by font family).
         image_size: side of the square images in pixels, at least 16.
@@ -116,7 +143,8 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
         return_metadata: also return a dict of per-image arrays: `"character"` (str)
             and `"font"` (the font file's name).
         characters: a string of the characters to draw; default `DEFAULT_CHARACTERS`
-            (Latin letters, digits, Greek, Cyrillic, less `CONFUSABLES`).
+            (Latin letters, digits, Greek, Cyrillic, less `CONFUSABLES`). With
+            `split="pretrain"`, the characters that the pretraining split keeps away from.
         cache_dir: folder of the render cache; default `$KERAS_DML_CACHE/glyphs`, or
             `~/.cache/keras_dml/glyphs`.
 
@@ -137,10 +165,14 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
     characters = _check_characters(characters)
     paths = font_files(fonts)
 
+    if split == PRETRAIN and by != "character":
+        raise ValueError(f"split='pretrain' has character classes only: use by='character'; got by={by!r}.")
     with warnings.catch_warnings():
         if fonts is None:  # matplotlib's own symbol fonts are left out as designed: no news
             warnings.simplefilter("ignore", SkippedFontWarning)
-        data = _rendered(paths, characters, image_size, renders, seed, cache_dir)
+        data = _rendered(paths, characters, image_size, renders, seed, cache_dir, pretrain=split == PRETRAIN)
+    if split == PRETRAIN:
+        return _pretrain_split(data, fonts, return_metadata)
     class_names = data["character"] if by == "character" else data["font"]
     side_names = data["character"] if by == "character" else data["family"]
     sides = _test_sides(side_names)
@@ -156,6 +188,19 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
     if not return_metadata:
         return images, labels
     return images, labels, {"character": data["character"][keep], "font": data["font"][keep]}
+
+
+def _pretrain_split(data, fonts, return_metadata):
+    """`load_glyphs`' return value for the pretraining split: every image of `data`."""
+    if len(np.unique(data["character"])) < 2:
+        raise ValueError(f"fonts leave fewer than two characters for split='pretrain' (each must be drawn by "
+                         f"{MIN_PRETRAIN_FONTS} fonts); got fonts={fonts!r}.")
+    _, labels = np.unique(data["character"], return_inverse=True)
+    images = (data["images"].astype(np.float32) / 255.0)[..., None]
+    labels = labels.astype(np.int32).reshape(-1)
+    if not return_metadata:
+        return images, labels
+    return images, labels, {"character": data["character"], "font": data["font"]}
 
 
 def font_files(fonts=None):
@@ -224,7 +269,7 @@ def _test_sides(groups):
 # ---------------------------------------------------------------- cache
 
 
-def _cache_path(paths, characters, image_size, renders, seed, cache_dir):
+def _cache_path(paths, characters, image_size, renders, seed, cache_dir, pretrain=False):
     if cache_dir is None:
         root = os.environ.get(CACHE_ENV) or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "keras_dml")
@@ -232,20 +277,26 @@ def _cache_path(paths, characters, image_size, renders, seed, cache_dir):
     stats = [(path, os.path.getsize(path), os.path.getmtime(path)) for path in paths]
     settings = [RENDER_VERSION, EM_SIZE, BASELINE, SUPERSAMPLE, MAX_SHIFT, MAX_ROTATION, SCALE_RANGE,
                 STROKE_WIDTHS, MIN_INK, SAME_RENDER, MAX_SHARED_RENDER, RECOGNITION_RANK, MIN_RECOGNIZED]
+    if pretrain:
+        settings += [PRETRAIN, MIN_PRETRAIN_FONTS, NEAR_DUPLICATE, PRETRAIN_CATEGORIES, METRIC_SCRIPTS,
+                     VARIANT_WORDS, UNICODE_LOOKALIKES, unicodedata.unidata_version]
     key = json.dumps([settings, stats, characters, image_size, renders, seed])
     return os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20] + ".npz")
 
 
-def _rendered(paths, characters, image_size, renders, seed, cache_dir):
-    """Every kept glyph's renders as a dict of arrays, from the cache or rendered now."""
-    path = _cache_path(paths, characters, image_size, renders, seed, cache_dir)
+def _rendered(paths, characters, image_size, renders, seed, cache_dir, pretrain=False):
+    """Every kept glyph's renders as a dict of arrays, from the cache or rendered now.
+
+    With `pretrain`, those of the pretraining characters that keep away from `characters`.
+    """
+    path = _cache_path(paths, characters, image_size, renders, seed, cache_dir, pretrain)
     if os.path.exists(path):
         try:
             with np.load(path) as cached:
                 return {name: cached[name] for name in cached.files}
         except (OSError, ValueError, zlib.error) as error:
             warnings.warn(f"Ignoring the unreadable glyph cache {path}: {error}", stacklevel=3)
-    data = _render_all(paths, characters, image_size, renders, seed)
+    data = (_render_pretrain if pretrain else _render_all)(paths, characters, image_size, renders, seed)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handle, temporary = tempfile.mkstemp(suffix=".npz.tmp", dir=os.path.dirname(path))
     try:
@@ -263,13 +314,22 @@ def _rendered(paths, characters, image_size, renders, seed, cache_dir):
 
 def _render_all(paths, characters, image_size, renders, seed):
     """Checks every font's glyphs, then draws `renders` distorted images of each kept one."""
+    return _draw_all(_checked_fonts(paths, characters, image_size), image_size, renders, seed)
+
+
+def _checked_fonts(paths, characters, image_size):
+    """The readable, recognised fonts of `paths`, each with `"plain"`: its kept glyphs of `characters`."""
     fonts = []
     for path in paths:
         font = _open_font(path, image_size)
         if font is not None:
             font["plain"] = _kept_glyphs(font, characters, image_size)
             fonts.append(font)
-    fonts = _recognized([font for font in fonts if font["plain"]])
+    return _recognized([font for font in fonts if font["plain"]])
+
+
+def _draw_all(fonts, image_size, renders, seed):
+    """`renders` distorted images of each glyph in each font's `"plain"`, as a dict of arrays."""
     images, chars, names, families = [], [], [], []
     for font in fonts:
         name = os.path.basename(font["path"])
@@ -283,6 +343,78 @@ def _render_all(paths, characters, image_size, renders, seed):
             "character": np.array(chars, str), "font": np.array(names, str), "family": np.array(families, str)}
 
 
+# ---------------------------------------------------------------- the pretraining split
+
+
+def _render_pretrain(paths, characters, image_size, renders, seed):
+    """The pretraining split's renders: characters unrelated to `characters` in the fonts that draw them.
+
+    Of the fonts that `load_glyphs` keeps for `characters`, a character is a candidate
+    when `_unrelated(char, characters)` and at least `MIN_PRETRAIN_FONTS` of them map it.
+    Then, by its undistorted renders, checked like `load_glyphs`' glyphs (`_kept_glyphs`):
+
+    - a character is left out everywhere when, in some font, its render lies closer
+      than `NEAR_DUPLICATE` to a render of one of `characters` in the same font
+      (Armenian seh and u in DejaVu Sans: a look-alike that Unicode does not decompose);
+    - a glyph is left out of one font when it is not recognised (its character is not
+      among the `RECOGNITION_RANK` nearest in the other fonts, `_glyph_ranks`): a font
+      that maps the codepoint to another drawing (Computer Modern puts Greek capitals at
+      some Latin-1 codepoints);
+    - a character is kept when at least `MIN_PRETRAIN_FONTS` fonts keep its glyph.
+    """
+    fonts = _checked_fonts(paths, characters, image_size)
+    counts = {}
+    for font in fonts:
+        for code in font["ft"].get_charmap():
+            counts[chr(code)] = counts.get(chr(code), 0) + 1
+    metric = set(characters)
+    candidates = "".join(sorted(c for c, n in counts.items()
+                                if n >= MIN_PRETRAIN_FONTS and c.isprintable() and _unrelated(c, metric)))
+    near = set()
+    for font in fonts:
+        metric_renders = _blur(np.stack(list(font["plain"].values())).astype(np.float32) / 255.0)
+        metric_renders = metric_renders.reshape(len(metric_renders), -1)
+        font["plain"] = _kept_glyphs(font, candidates, image_size)
+        for char, render in font["plain"].items():
+            render = _blur(render[None].astype(np.float32) / 255.0).reshape(1, -1)
+            if _difference(render, metric_renders).min() < NEAR_DUPLICATE:
+                near.add(char)
+    fonts = [font for font in fonts if font["plain"]]
+    recognized = iter(_glyph_ranks(fonts) < RECOGNITION_RANK)
+    for font in fonts:
+        font["plain"] = {char: render for char, render in font["plain"].items()
+                         if next(recognized) and char not in near}
+    drawn = {}
+    for font in fonts:
+        for char in font["plain"]:
+            drawn[char] = drawn.get(char, 0) + 1
+    for font in fonts:
+        font["plain"] = {char: render for char, render in font["plain"].items() if drawn[char] >= MIN_PRETRAIN_FONTS}
+    return _draw_all([font for font in fonts if font["plain"]], image_size, renders, seed)
+
+
+def _unrelated(char, metric):
+    """Whether `char` may be a pretraining class beside the metric-learning characters `metric`.
+
+    Left out: `metric`, `CONFUSABLES` and `UNICODE_LOOKALIKES`; characters outside
+    `PRETRAIN_CATEGORIES`, and the replacement character; names that hold a word of
+    `METRIC_SCRIPTS` or `VARIANT_WORDS` (superscript, circled, n-ary summation, ...) or
+    end in a single letter or digit (TURNED CAPITAL F, SCRIPT SMALL L); characters whose
+    compatibility decomposition (NFKD: é -> e + accent, 𝐞 -> e) holds one of `metric`,
+    a digit or a letter of `METRIC_SCRIPTS`.
+    """
+    if char in metric or char in CONFUSABLES or char in UNICODE_LOOKALIKES or char == "\ufffd" \
+            or unicodedata.category(char) not in PRETRAIN_CATEGORIES:
+        return False
+    words = unicodedata.name(char, "").split()
+    if not words or set(words) & set(METRIC_SCRIPTS) or len(words[-1]) == 1 \
+            or any(word in " ".join(words) for word in VARIANT_WORDS):
+        return False
+    return not any(part in metric or unicodedata.category(part) == "Nd"
+                   or set(unicodedata.name(part, "").split()) & set(METRIC_SCRIPTS)
+                   for part in unicodedata.normalize("NFKD", char) if part != char)
+
+
 def _open_font(path, image_size):
     """`{"path", "pil", "ft", "family"}` for a font file, or None (with a warning) when it cannot be read."""
     from matplotlib import ft2font
@@ -293,7 +425,7 @@ def _open_font(path, image_size):
         ft = ft2font.FT2Font(path)
     except Exception as error:  # FreeType raises OSError, RuntimeError or ValueError by version
         warnings.warn(f"Skipping the font file {path}: it cannot be read ({error}).", SkippedFontWarning,
-                      stacklevel=5)
+                      stacklevel=6)
         return None
     return {"path": path, "pil": pil, "ft": ft, "family": pil.getname()[0] or os.path.basename(path)}
 
@@ -347,29 +479,15 @@ def _recognized(fonts):
     """The fonts whose glyphs look like the same characters in the other fonts.
 
     A glyph is recognised when its own character is among the `RECOGNITION_RANK`
-    characters nearest to it, the distance to a character being that to its closest
-    undistorted render in another font (3x3-blurred pixels). A font with fewer than
-    `MIN_RECOGNIZED` of its glyphs recognised draws something else at these codepoints
-    (a symbol font) and is left out, with a warning. With fewer than three fonts to
-    vote, every font is kept.
+    characters nearest to it (`_glyph_ranks`). A font with fewer than `MIN_RECOGNIZED`
+    of its glyphs recognised draws something else at these codepoints (a symbol font)
+    and is left out, with a warning. With fewer than three fonts to vote, every font is
+    kept.
     """
     if len(fonts) < 3:
         return fonts
-    renders = np.concatenate([np.stack(list(font["plain"].values())) for font in fonts])
-    renders = _blur(renders.astype(np.float32) / 255.0).reshape(len(renders), -1)
-    chars = np.concatenate([list(font["plain"]) for font in fonts])
+    recognized = _glyph_ranks(fonts) < RECOGNITION_RANK
     owners = np.concatenate([np.full(len(font["plain"]), i) for i, font in enumerate(fonts)])
-    names, char_ids = np.unique(chars, return_inverse=True)
-    squared = (renders ** 2).sum(1)
-    rank = np.empty(len(renders), np.int64)
-    for start in range(0, len(renders), 1024):  # blocks of rows keep the distance matrix small
-        rows = slice(start, start + 1024)
-        distances = squared[rows, None] + squared[None, :] - 2.0 * renders[rows] @ renders.T
-        distances[owners[rows, None] == owners[None, :]] = np.inf  # vote with other fonts only
-        to_char = np.stack([distances[:, char_ids == c].min(1) for c in range(len(names))], axis=1)
-        own = to_char[np.arange(len(to_char)), char_ids[rows]]
-        rank[rows] = (to_char < own[:, None]).sum(1)
-    recognized = rank < RECOGNITION_RANK
     kept = []
     for i, font in enumerate(fonts):
         share = recognized[owners == i].mean()
@@ -378,8 +496,32 @@ def _recognized(fonts):
         else:
             warnings.warn(f"Skipping the font {os.path.basename(font['path'])}: only {share:.0%} of its glyphs "
                           "look like the same characters in the other fonts (a symbol font?).",
-                          SkippedFontWarning, stacklevel=5)
+                          SkippedFontWarning, stacklevel=6)
     return kept
+
+
+def _glyph_ranks(fonts):
+    """Per glyph of `fonts` (their `"plain"`, in order), how many characters lie nearer than its own.
+
+    The distance to a character is that to its closest undistorted render in another
+    font (3x3-blurred pixels); rank 0: no other character is nearer.
+    """
+    renders = np.concatenate([np.stack(list(font["plain"].values())) for font in fonts])
+    renders = _blur(renders.astype(np.float32) / 255.0).reshape(len(renders), -1)
+    chars = np.concatenate([list(font["plain"]) for font in fonts])
+    owners = np.concatenate([np.full(len(font["plain"]), i) for i, font in enumerate(fonts)])
+    names, char_ids = np.unique(chars, return_inverse=True)
+    columns = [np.flatnonzero(char_ids == c) for c in range(len(names))]
+    squared = (renders ** 2).sum(1)
+    rank = np.empty(len(renders), np.int64)
+    for start in range(0, len(renders), 1024):  # blocks of rows keep the distance matrix small
+        rows = slice(start, start + 1024)
+        distances = squared[rows, None] + squared[None, :] - 2.0 * renders[rows] @ renders.T
+        distances[owners[rows, None] == owners[None, :]] = np.inf  # vote with other fonts only
+        to_char = np.stack([distances[:, columns[c]].min(1) for c in range(len(names))], axis=1)
+        own = to_char[np.arange(len(to_char)), char_ids[rows]]
+        rank[rows] = (to_char < own[:, None]).sum(1)
+    return rank
 
 
 def _blur(images):

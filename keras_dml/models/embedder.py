@@ -16,7 +16,7 @@ Example:
 import keras
 
 from keras_dml.layers import ChannelNormalization, get_pooling
-from keras_dml.models import transformers
+from keras_dml.models import pretrained, transformers
 
 # Keras's ResNet-50 was trained on BGR images minus these channel means ("caffe" mode).
 RESNET_CAFFE_MEAN = (103.939, 116.779, 123.68)
@@ -32,7 +32,11 @@ APPLICATIONS = {
     "mobilenetv3_small": ("MobileNetV3Small", {"include_preprocessing": True}),
     "mobilenetv3_large": ("MobileNetV3Large", {"include_preprocessing": True}),
 }
-SMALL_BACKBONES = ("small_cnn", "mlp")
+SMALL_BACKBONES = ("small_cnn", "small_resnet", "mlp")
+# small_resnet: a 3x3 stem at full resolution, then per stage (width, basic blocks), each
+# stage halving the resolution (32x32 -> 16x16 -> 8x8 -> 4x4): 0.4M weights, and a third
+# of the compute of a CIFAR ResNet whose first stage keeps 32x32.
+SMALL_RESNET_STAGES = ((32, 2), (64, 2), (128, 1))
 BACKBONES = tuple(APPLICATIONS) + tuple(transformers.TRANSFORMERS) + SMALL_BACKBONES
 MIN_APPLICATION_SIZE = 32
 
@@ -50,12 +54,17 @@ def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weigh
             `[0, 255]`; a keras-hub vision transformer (`"vit_small"`, `"vit_base"`,
             `"dinov2_small"`, `"dinov2_base"`), which takes square RGB images whose side
             is a multiple of its patch size (16, 14), values in `[0, 255]`; `"small_cnn"`
-            (two 3x3 convolutions, any `(height, width, channels)`), or `"mlp"` (one
-            hidden layer of 256 on the flattened input).
+            (two 3x3 convolutions, any `(height, width, channels)`), `"small_resnet"` (a
+            CIFAR-style ResNet of `SMALL_RESNET_STAGES`, any `(height, width, channels)`;
+            glyph-pretrained weights ship with keras_dml), or `"mlp"` (one hidden layer
+            of 256 on the flattened input).
         embedding_dim: width of the embedding, at least 1.
         input_shape: shape of one image, without the batch dimension.
-        weights: `None` (random initialisation) or `"imagenet"` (Keras downloads the
-            pretrained weights), or a weights file, for applications backbones; for
+        weights: `None` (random initialisation); `"glyphs"` for `"small_resnet"` on
+            one-channel images (weights pretrained on characters outside every glyph
+            split, shipped with keras_dml: `keras_dml.models.pretrained`); or
+            `"imagenet"` (Keras downloads the pretrained weights), or a weights file,
+            for applications backbones; for
             transformers `None`, `"pretrained"` (the size's keras-hub preset, downloaded
             on first use), or a preset name or local preset directory.
         pooling: `"avg"`, `"max"`, `"avgmax"` (their sum) or `"gem"` (generalized mean
@@ -89,8 +98,11 @@ def build_embedder(backbone, embedding_dim=512, input_shape=(224, 224, 3), weigh
                          f"got pooling={pooling!r}.")
     has_feature_map = backbone != "mlp" and backbone not in transformers.TRANSFORMERS
     pooling_layer = get_pooling(pooling, name=f"{pooling}_pooling") if has_feature_map else None
-    if weights is not None and backbone in SMALL_BACKBONES:
-        raise ValueError(f"backbone={backbone!r} has no pretrained weights; use weights=None.")
+    if pretrained.is_shipped(weights):
+        pretrained.check_fit(weights, backbone, input_shape)
+    elif weights is not None and backbone in SMALL_BACKBONES:
+        raise ValueError(f"backbone={backbone!r} has no pretrained weights but those that ship with keras_dml "
+                         f"({', '.join(f'{name!r}' for name in pretrained.SHIPPED)}); got weights={weights!r}.")
     if backbone_options is not None and backbone not in transformers.TRANSFORMERS:
         raise ValueError(f"backbone_options is for the transformer backbones; got backbone={backbone!r}.")
     if freeze_backbone is not True and freeze_backbone is not False and backbone not in transformers.TRANSFORMERS:
@@ -138,8 +150,8 @@ def _check_input_shape(backbone, input_shape):
             )
     elif backbone in transformers.TRANSFORMERS:
         transformers.check_image_shape(backbone, shape)
-    elif backbone == "small_cnn" and len(shape) != 3:
-        raise ValueError(f"backbone='small_cnn' takes images of shape (height, width, channels); "
+    elif backbone in ("small_cnn", "small_resnet") and len(shape) != 3:
+        raise ValueError(f"backbone={backbone!r} takes images of shape (height, width, channels); "
                          f"got input_shape={shape}.")
     return shape
 
@@ -163,6 +175,11 @@ def _backbone(backbone, input_shape, weights, backbone_options=None):
             ) from None
         net.name = "backbone"
         return net
+    if backbone == "small_resnet":
+        net = _small_resnet(input_shape)
+        if pretrained.is_shipped(weights):
+            pretrained.load_weights(net, weights)
+        return net
     layers = keras.layers
     if backbone == "small_cnn":
         stack = [layers.Conv2D(32, 3, padding="same", activation="relu"),
@@ -171,6 +188,32 @@ def _backbone(backbone, input_shape, weights, backbone_options=None):
     else:
         stack = [layers.Flatten(), layers.Dense(256, activation="relu")]
     return keras.Sequential([keras.Input(input_shape), *stack], name="backbone")
+
+
+def _small_resnet(input_shape):
+    """A ResNet for small images: 3x3 stem, basic blocks of `SMALL_RESNET_STAGES`, a feature map out."""
+    layers = keras.layers
+    images = keras.Input(input_shape)
+    x = layers.Conv2D(SMALL_RESNET_STAGES[0][0], 3, padding="same", use_bias=False, name="stem_conv")(images)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    for stage, (width, blocks) in enumerate(SMALL_RESNET_STAGES):
+        for block in range(blocks):
+            strides = 2 if block == 0 else 1
+            x = _basic_block(x, width, strides, name=f"stage{stage + 1}_block{block + 1}")
+    return keras.Model(images, x, name="backbone")
+
+
+def _basic_block(x, width, strides, name):
+    """`relu(x' + conv-bn-relu-conv-bn(x))`, where `x'` is `x` or its strided 1x1 projection."""
+    layers = keras.layers
+    y = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.ReLU(name=f"{name}_relu1")(layers.BatchNormalization(name=f"{name}_bn1")(y))
+    y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if strides != 1 or x.shape[-1] != width:
+        x = layers.Conv2D(width, 1, strides=strides, use_bias=False, name=f"{name}_shortcut")(x)
+        x = layers.BatchNormalization(name=f"{name}_shortcut_bn")(x)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([x, y]))
 
 
 def _batchnorm_layers(layer):

@@ -43,9 +43,10 @@ class TrainConfig:
     manual_dir: str = _setting(None, "folder with the datasets' original archives (docs/data.md)", "str")
     backbone: str = _setting("mlp", "resnet50, efficientnet_b0, efficientnetv2_b0, efficientnetv2_s, "
                                     "convnext_tiny, mobilenetv3_small, mobilenetv3_large, vit_small, vit_base, dinov2_small, "
-                                    "dinov2_base, small_cnn, mlp")
-    weights: str = _setting(None, "imagenet (CNNs), pretrained or a keras-hub preset (transformers), a local "
-                            "weights file or preset directory, or null (random initialisation)", "str")
+                                    "dinov2_base, small_cnn, small_resnet, mlp")
+    weights: str = _setting(None, "imagenet (CNNs), pretrained or a keras-hub preset (transformers), glyphs "
+                            "(small_resnet, shipped with keras_dml), a local weights file or preset directory, or "
+                            "null (random initialisation)", "str")
     embedding_dim: int = _setting(16, "width of the embedding")
     image_size: int = _setting(8, "side of the square images the embedder takes (image datasets)")
     pooling: str = _setting("avg", "avg, max, avgmax or gem")

@@ -2,8 +2,10 @@
 
 The benchmark recipes combine a dataset block (zero-shot split, batch composition,
 schedule) with a method block (the loss, Keras-serialized, and its optimizer); `digits-*`
-recipes are the same methods at demo size, for a CPU and for the tests; `demo` is what
-`keras-dml demo` trains.
+recipes are the same methods at demo size, for a CPU and for the tests; `demo` and
+`demo-pretrained` (random and pretrained start) are what `keras-dml demo` trains;
+`PRETRAINING` holds `glyphs-pretrain`, the recipe of the shipped pretrained weights
+(`python -m keras_dml.training.pretrain`).
 
     keras-dml recipes                                   # list them
     keras-dml recipes cars196-potential-field           # every setting, with its source
@@ -128,6 +130,30 @@ DEMO = {
     "learning_rate": 2e-3, "classes_per_batch": 32, "samples_per_class": 4, "epochs": 8, "steps_per_epoch": 30,
     "jit_compile": False,
 }
+# The demo's pretrained start: the shipped glyph-pretrained small_resnet (its
+# BatchNormalization frozen, as pretrained backbones are fine-tuned here), a new head,
+# fewer steps at a smaller learning rate, so both starts cost about the same (ours).
+DEMO_PRETRAINED = {**DEMO, "backbone": "small_resnet", "weights": "glyphs", "freeze_batchnorm": True,
+                   "learning_rate": 1e-3, "epochs": 2}
+
+
+# `python -m keras_dml.training.pretrain`: the shipped "glyphs" weights of small_resnet
+# (keras_dml.models.pretrained). Classification of the pretraining characters
+# (`load_glyphs(split="pretrain")`) by softmax cross-entropy on a linear layer over the
+# pooled features, as ImageNet backbones are trained: the backbone is what ships, so a
+# plain classifier on top keeps the features free of any metric-learning choice
+# (normalised softmax would tie them to one embedding scale). Adam with a cosine decay
+# to 0, BatchNormalization training: ours. Renders, epochs and batch
+# size fit about 15 minutes on 2 CPU cores (bench/pretrain.py); the held-out renders
+# (`heldout_seed`) are new distortions of the same glyphs.
+PRETRAINING = {
+    "glyphs-pretrain": {
+        "dataset": "glyphs", "split": "pretrain", "image_size": 32, "renders": 3, "render_seed": 0,
+        "heldout_seed": 1, "backbone": "small_resnet", "loss": "softmax cross-entropy",
+        "optimizer": "adam", "learning_rate": 3e-3, "schedule": "cosine decay to 0",
+        "batch_size": 128, "epochs": 6, "seed": 0,
+    },
+}
 
 
 def _merge(base, update):
@@ -138,7 +164,7 @@ def _merge(base, update):
 
 
 def _build():
-    recipes = {"demo": copy.deepcopy(DEMO)}
+    recipes = {"demo": copy.deepcopy(DEMO), "demo-pretrained": copy.deepcopy(DEMO_PRETRAINED)}
     for data_name, data in BENCHMARK_DATASETS.items():
         for method_name, method in METHODS.items():
             recipe = _merge(_merge({**IMAGE_MODEL, **data}, method), OVERRIDES.get((data_name, method_name), {}))
@@ -154,6 +180,9 @@ RECIPES = _build()
 
 def get_recipe(name):
     """A copy of the recipe called `name`."""
+    if name in PRETRAINING:
+        raise ValueError(f"{name!r} is the pretraining recipe of the shipped weights, not a metric-learning run: "
+                         "run it with `python -m keras_dml.training.pretrain`.")
     if name not in RECIPES:
         raise ValueError(f"Unknown recipe {name!r}; valid recipes: {', '.join(sorted(RECIPES))}.")
     return copy.deepcopy(RECIPES[name])
