@@ -17,6 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "evidence", "results")
 IMAGES = os.path.join(ROOT, "docs", "images")
 STARTS = ("random", "pretrained")
+COLOURS = {"potential_field": "C0", "proxy_anchor": "C1", "multi_similarity": "C2",
+           "triplet": "C1", "triplet_hard": "C2", "pddm": "C0"}  # one colour per method on every panel
 
 
 def curves(results, start, keep=lambda entry: True):
@@ -31,11 +33,12 @@ def curves(results, start, keep=lambda entry: True):
     return out
 
 
-def draw(path, panels, title):
-    """`panels`: a list of `(panel title, {label: (means, stds)})`, drawn side by side."""
-    figure = Figure(figsize=(5.2 * len(panels), 4.2), dpi=100)
+def draw(path, panels, title, columns=2):
+    """`panels`: a list of `(panel title, {label: (means, stds)})`, `columns` to a row."""
+    rows = (len(panels) + columns - 1) // columns
+    figure = Figure(figsize=(5.6 * columns, 4.0 * rows + 0.4), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     for ax, (panel_title, lines) in zip(axes, panels):
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("epoch (0 = untrained)")
@@ -43,12 +46,14 @@ def draw(path, panels, title):
         ax.grid(alpha=0.3)
         if not lines:
             ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+            ax.tick_params(labelleft=True)
             continue
-        for label, (means, stds) in lines.items():
+        for label, (means, stds) in sorted(lines.items()):
             epochs = range(len(means))
-            ax.plot(epochs, means, marker="o", markersize=3, label=label)
+            colour = COLOURS.get(label.split(" (")[0])
+            ax.plot(epochs, means, marker="o", markersize=3, label=label, color=colour)
             ax.fill_between(epochs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                            alpha=0.2)
+                            alpha=0.2, color=colour)
         ax.legend(fontsize=7, loc="lower right")
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
