@@ -54,7 +54,7 @@ def draw(path, panels, title, columns=2):
             ax.plot(epochs, means, marker="o", markersize=3, label=label, color=colour)
             ax.fill_between(epochs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             alpha=0.2, color=colour)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center right")
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -35,7 +35,8 @@ from keras_dml.losses.pddm import PDDMLoss  # noqa: E402
 from keras_dml.models import build_embedder  # noqa: E402
 
 PAGE = "pddm"
-EPOCHS = 10
+EPOCHS = 10  # validation
+TEST_EPOCHS = 5  # test: fewer, for lack of CPU time on the shared machine (the curves are flat after 5)
 SEEDS = (0, 1, 2)
 METHODS = ("triplet", "triplet_hard", "pddm")
 BACKBONES = {"random": "small_cnn", "pretrained": "small_resnet"}  # the glyph weights are a small ResNet's
@@ -110,7 +111,7 @@ def load_results():
     return json.load(open(path)) if os.path.exists(path) else {}
 
 
-SETTINGS = {"epochs": EPOCHS, "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "backbones": BACKBONES,
+SETTINGS = {"epochs": {"validation": EPOCHS, "test": TEST_EPOCHS}, "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "backbones": BACKBONES,
             "batches": "P x K = 16 x 4",
             "optimizer": "Adam (learning rate per setting)",
             "validation": "a quarter of the training characters held out (harness.load('validation'))",
@@ -118,7 +119,8 @@ SETTINGS = {"epochs": EPOCHS, "seeds": list(SEEDS), "embedder": "64-d; backbone 
 
 
 def run_setting(setting, seed, mode, data, start):
-    return harness.run(criterion(setting), seed=seed, epochs=EPOCHS, mode=mode, data=data, start=start,
+    epochs = EPOCHS if mode == "validation" else TEST_EPOCHS
+    return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data, start=start,
                        backbone=BACKBONES[start], learning_rate=setting["learning_rate"],
                        rerank=setting["method"] == "pddm")
 
