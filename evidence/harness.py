@@ -8,7 +8,11 @@ their mean and std into `evidence/results/<page>.json`, which the page quotes.
   missing, the 8x8 digits. `mode="validation"` trains on the training classes minus a
   quarter of them and evaluates on that quarter (for choosing hyperparameters);
   `mode="test"` trains on every training class and evaluates on the test classes.
-- embedder: `keras_dml.models.build_embedder("small_cnn", ...)`, L2-normalised.
+- embedder: `keras_dml.models.build_embedder(backbone, ...)` (`"small_cnn"` unless a
+  script says otherwise), L2-normalised; `STARTS` names the starts: `"random"`
+  initialises it at random, `"glyphs"` loads the glyph-pretrained backbone
+  (`weights="glyphs"`), the papers' starting point in miniature. A script takes the
+  start as `--start`.
 - criterion: any `criterion(num_classes, embedding_dim)` factory returning a keras_dml
   loss (stateless or trainable), trained through `keras_dml.models.MetricModel` with
   Adam, and proxies at `proxy_lr_multiplier` x the learning rate.
@@ -102,6 +106,24 @@ def load(mode="validation"):
     return train_images, train_labels, eval_images, eval_labels
 
 
+def start_from_arguments(arguments):
+    """`(start, remaining arguments)` from a script's command line: `--start random|glyphs` (`STARTS`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--start", choices=tuple(STARTS), default="random")
+    known, rest = parser.parse_known_args(arguments)
+    return known.start, rest
+
+
+def list_option(arguments, flag, default, convert=str):
+    """`(values, remaining arguments)`: `flag a,b,c` parsed from `arguments` (`default` when absent)."""
+    if flag not in arguments:
+        return tuple(default), list(arguments)
+    at = arguments.index(flag)
+    return tuple(convert(v) for v in arguments[at + 1].split(",")), list(arguments[:at]) + list(arguments[at + 2:])
+
+
 def replace_labels(labels, fraction, rng):
     """A copy of `labels` where `fraction` of them, chosen at random, are replaced by another class."""
     labels = labels.copy()
@@ -118,7 +140,7 @@ def evaluate(embedder, images, labels, pddm=None, rerank_top_k=10):
     metrics = retrieval_metrics(embeddings, labels, k=(1,))
     result = {"recall@1": metrics["recall@1"], "map_at_r": metrics["map_at_r"]}
     if pddm is not None:
-        reranked = retrieval_metrics(embeddings, labels, k=(1,), pddm=pddm, rerank_top_k=rerank_top_k)
+        reranked = retrieval_metrics(embeddings, labels, k=(1,), rerank=pddm, rerank_depth=rerank_top_k)
         result["reranked_recall@1"] = reranked["recall@1"]
     return result
 
@@ -173,18 +195,18 @@ def run(criterion, seed=0, epochs=5, mode="validation", embedding_dim=64, batch=
         return measure(embedder) if measure is not None else {}
 
     history = [{"epoch": 0, **evaluate(embedder, eval_images, eval_labels, pddm), **measured()}]
-    start = time.time()
-    backbone = embedder.get_layer("backbone")
-    backbone.trainable = warmup_epochs == 0
+    started = time.time()
+    backbone_layer = embedder.get_layer("backbone")
+    backbone_layer.trainable = warmup_epochs == 0
     compile_model()
     for epoch in range(1, epochs + 1):
         if epoch == warmup_epochs + 1 and warmup_epochs > 0:
-            backbone.trainable = True
+            backbone_layer.trainable = True
             compile_model()
         fit = model.fit(**fit_data, epochs=epoch, initial_epoch=epoch - 1, verbose=0)
         history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
                         **evaluate(embedder, eval_images, eval_labels, pddm), **measured()})
-    return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - start, 1)}
+    return {"seed": seed, "epochs": history, "train_seconds": round(time.time() - started, 1)}
 
 
 def summary(values):
@@ -197,6 +219,11 @@ def summary(values):
 def final(runs, metric="recall@1"):
     """`summary` of `metric` at the last epoch of each run (one run per seed)."""
     return summary(r["epochs"][-1][metric] for r in runs)
+
+
+def per_epoch(runs, metric="recall@1"):
+    """`summary` of `metric` after each epoch (0 = untrained) over the runs (one per seed)."""
+    return [summary(r["epochs"][e][metric] for r in runs) for e in range(len(runs[0]["epochs"]))]
 
 
 def write(page, payload):

@@ -1,20 +1,23 @@
-"""Evidence for docs/pddm.md: why PDDMLoss hardly learns from a random start, PDDM against
-triplets epoch by epoch on held-out glyphs, and PDDM re-ranking of the top 10.
+"""Evidence for docs/pddm.md: PDDM against triplets (all pairs, and the hardest pairs by
+distance) epoch by epoch on held-out glyphs, from a random start and from the
+glyph-pretrained backbone; PDDM re-ranking of the top 10; and why PDDMLoss hardly learns
+from a random start.
 
-Phases (each adds to `evidence/results/pddm.json`):
+Phases (each adds to `evidence/results/pddm.json`, under the start):
 
-- `operating_point`: at the untrained small CNN, on one P x K batch, the gradient that the
-  score hinge `E_m` and the embedding hinge `E_e` each send to the embeddings, and how the
-  positive mined by the untrained unit ranks by distance;
-- `validation`: a small grid on validation classes carved from the training split (seed 0);
-  the PDDM setting with the best Recall@1 (then MAP@R) is kept;
-- `test`: TripletLoss and PDDMLoss at the paper's defaults (one quadruplet per batch, the
-  paper's rule) on the test classes, 3 seeds, and one quadruplet per anchor on seed 0,
-  Recall@1 after every epoch (the paper claims faster convergence), Euclidean retrieval on
-  the embedding (the paper's main protocol) and PDDM re-ranking of each query's top 10.
+- `operating_point` (random start only): at the untrained small CNN, on one P x K batch,
+  the gradient that the score hinge `E_m` and the embedding hinge `E_e` each send to the
+  embeddings, and how the positive mined by the untrained unit ranks by distance;
+- `validation`: each method's small grid (learning rate; for PDDM also `beta`, `lam`)
+  on validation characters carved from the training split (seed 0); per method the
+  setting with the best final Recall@1 (then MAP@R) is kept;
+- `test`: the chosen settings on the test characters, 3 seeds, Recall@1 after every
+  epoch (the paper claims faster convergence), Euclidean retrieval on the embedding (the
+  paper's main protocol) and, for PDDM, re-ranking of each query's top 10 by the unit.
 
-    python evidence/pddm.py                  # every phase
-    python evidence/pddm.py test             # one phase (needs validation's result)
+    python evidence/pddm.py                             # every phase, random start
+    python evidence/pddm.py validation test --start glyphs
+    python evidence/pddm.py test --methods pddm         # one phase, one method
 """
 import json
 import os
@@ -32,32 +35,38 @@ from keras_dml.losses.pddm import PDDMLoss  # noqa: E402
 from keras_dml.models import build_embedder  # noqa: E402
 
 PAGE = "pddm"
-EPOCHS = 5
+EPOCHS = 10  # validation
+TEST_EPOCHS = 5  # test: fewer, for lack of CPU time on the shared machine (the curves are flat after 5)
 SEEDS = (0, 1, 2)
-EXTRA_TEST_RUNS = False  # off in the recorded run: no PDDM setting beat the untrained embedder on validation
-PAPER = {"lam": 0.5}
-SETTINGS = [PAPER, {"lam": 5.0}, {"lam": 50.0}]  # PDDMLoss arguments; alpha = beta = 0.5 throughout
-SETTINGS += [{**s, "quadruplets": q} for s in SETTINGS for q in ("batch", "per_anchor")]  # both miners
+METHODS = ("triplet", "triplet_hard", "pddm")
 
 
-def mining(setting):
-    """How `PDDMLoss(**setting)` mines: its `quadruplets` argument ("batch" by default)."""
-    return PDDMLoss(64, **setting).get_config()["quadruplets"]
+def grid(start):
+    """name -> setting: `{"method", "loss" (its arguments), "learning_rate"}`."""
+    low, high = (1e-3, 3e-3) if start == "random" else (1e-4, 1e-3)
+
+    def setting(method, lr=low, **loss):
+        return {"method": method, "loss": loss, "learning_rate": lr}
+
+    settings = [setting("triplet"), setting("triplet", high),
+                setting("triplet_hard"), setting("triplet_hard", high),
+                setting("pddm"), setting("pddm", beta=1.0), setting("pddm", lam=5.0)]
+    return {name_of(s): s for s in settings}
 
 
 def name_of(setting):
-    return f"lam {setting['lam']:g}, quadruplets {mining(setting)}"
+    arguments = "".join(f", {k} {v:g}" for k, v in setting["loss"].items())
+    return f"{setting['method']} (lr {setting['learning_rate']:g}{arguments})"
 
 
-GRID = {name_of(s): s for s in SETTINGS}
-
-
-def pddm(setting):
-    return lambda num_classes, embedding_dim: PDDMLoss(embedding_dim, **setting)
-
-
-def triplet(num_classes, embedding_dim):
-    return TripletLoss()
+def criterion(setting):
+    def make(num_classes, embedding_dim):
+        if setting["method"] == "pddm":  # alpha = beta = lam = 0.5 unless set: keras_dml's defaults
+            return PDDMLoss(embedding_dim, **setting["loss"])
+        if setting["method"] == "triplet_hard":  # each anchor's farthest positive and nearest negative
+            return TripletLoss(positive="hard", negative="hard", **setting["loss"])
+        return TripletLoss(**setting["loss"])  # every positive and negative of each anchor
+    return make
 
 
 def operating_point(data):
@@ -76,8 +85,8 @@ def operating_point(data):
             value = loss(y, z)
         return tape.gradient(value, z).numpy()
 
-    score_only = PDDMLoss(64, lam=0.0)
-    with_embedding = PDDMLoss(64, lam=1.0)
+    score_only = PDDMLoss(64, lam=0.0, quadruplets="per_anchor")  # per anchor: a mined positive for each
+    with_embedding = PDDMLoss(64, lam=1.0, quadruplets="per_anchor")
     with_embedding.pddm.set_weights(score_only.pddm.get_weights())
     score_gradient = gradient(score_only)
     embedding_gradient = gradient(with_embedding) - score_gradient
@@ -101,59 +110,60 @@ def load_results():
     return json.load(open(path)) if os.path.exists(path) else {}
 
 
-def save(results):
-    results = {k: v for k, v in results.items() if k not in ("dataset", "font_inventory", "machine", "settings")}
-    harness.write(PAGE, {"settings": {"epochs": EPOCHS, "seeds": list(SEEDS), "embedder": "small_cnn, 64-d",
-                                      "batches": "P x K = 16 x 4", "optimizer": "Adam 1e-3",
-                                      "retrieval": "Euclidean on the embedding; re-ranking: top 10 by PDDM score"},
-                         **results})
+SETTINGS = {"epochs": {"validation": EPOCHS, "test": TEST_EPOCHS}, "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "starts": harness.STARTS,
+            "batches": "P x K = 16 x 4",
+            "optimizer": "Adam (learning rate per setting)",
+            "validation": "a quarter of the training characters held out (harness.load('validation'))",
+            "retrieval": "Euclidean on the embedding; re-ranking: top 10 by PDDM score"}
 
 
-def run_setting(setting, seed, mode, data):
-    if setting == "triplet":
-        return harness.run(triplet, seed=seed, epochs=EPOCHS, mode=mode, data=data)
-    return harness.run(pddm(setting), seed=seed, epochs=EPOCHS, mode=mode, data=data, rerank=True)
+def run_setting(setting, seed, mode, data, start):
+    epochs = EPOCHS if mode == "validation" else TEST_EPOCHS
+    return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data, backbone=harness.STARTS[start]["backbone"],
+                       weights=harness.STARTS[start]["weights"], learning_rate=setting["learning_rate"],
+                       rerank=setting["method"] == "pddm")
 
 
-def main(phases):
-    results = load_results()
-    if "operating_point" in phases:
-        results["operating_point"] = operating_point(harness.load("validation"))
-        save(results)
+def chosen(validation, method):
+    """The name of `method`'s setting with the best final validation Recall@1 (then MAP@R)."""
+    candidates = {k: v for k, v in validation.items() if v["setting"]["method"] == method}
+    return max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
+                                          candidates[k]["run"]["epochs"][-1]["map_at_r"]))
+
+
+def main(arguments):
+    start, rest = harness.start_from_arguments(arguments)
+    methods, rest = harness.list_option(rest, "--methods", METHODS)
+    phases = rest or ["operating_point", "validation", "test"]
+    if "operating_point" in phases and start == "random":
+        harness.update(PAGE, "operating_point", operating_point(harness.load("validation")), SETTINGS)
     if "validation" in phases:
         data = harness.load("validation")
-        runs = results.setdefault("validation", {})
-        for name, setting in [*GRID.items(), ("TripletLoss", "triplet")]:
-            if name not in runs:
-                runs[name] = {"setting": setting, "run": run_setting(setting, 0, "validation", data)}
-                save(results)
-                print(name, runs[name]["run"]["epochs"][-1], flush=True)
+        for name, setting in grid(start).items():
+            if setting["method"] not in methods or name in load_results().get(start, {}).get("validation", {}):
+                continue
+            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start)}
+            harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
+            print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
-        candidates = {k: v for k, v in results["validation"].items() if k in GRID}
-        best = max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
-                                              candidates[k]["run"]["epochs"][-1]["map_at_r"]))
-        results["chosen_on_validation"] = best
+        validation = load_results()[start]["validation"]
+        choice = {method: chosen(validation, method) for method in methods}
+        harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
         data = harness.load("test")
-        runs = results.setdefault("test", {})
-        # name -> (setting, seeds): the paper's miner (the default) over every seed; keras_dml's first
-        # miner, one quadruplet per anchor, on seed 0 only (CPU time; it also has the validation runs)
-        plan = {"TripletLoss": ("triplet", SEEDS), f"PDDM ({name_of(PAPER)})": (PAPER, SEEDS),
-                "PDDM (lam 0.5, quadruplets per_anchor)": ({**PAPER, "quadruplets": "per_anchor"}, SEEDS[:1])}
-        if EXTRA_TEST_RUNS:  # the setting chosen on validation, where it differs from the paper's
-            plan[f"PDDM ({best})"] = (GRID[best], SEEDS)
         for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
-            for name, (setting, seeds) in plan.items():
-                entry = runs.setdefault(name, {"setting": setting, "runs": []})
-                if seed not in seeds or len(entry["runs"]) > SEEDS.index(seed):
+            for method in methods:
+                key = choice[method]
+                entry = load_results()[start].get("test", {}).get(key) or {
+                    "setting": validation[key]["setting"], "runs": []}
+                if any(r["seed"] == seed for r in entry["runs"]):
                     continue
-                entry["runs"].append(run_setting(setting, seed, "test", data))
+                entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start))
                 metrics = [m for m in entry["runs"][-1]["epochs"][-1] if m not in ("epoch", "loss")]
                 entry["final"] = {m: harness.final(entry["runs"], m) for m in metrics}
-                entry["recall@1_per_epoch"] = [harness.summary(r["epochs"][e]["recall@1"] for r in entry["runs"])
-                                               for e in range(EPOCHS + 1)]
-                save(results)
-                print(name, seed, entry["runs"][-1]["epochs"][-1], flush=True)
+                entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])
+                harness.update(PAGE, start, {"test": {key: entry}}, SETTINGS)
+                print(start, key, seed, entry["runs"][-1]["epochs"][-1], flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["operating_point", "validation", "test"])
+    main(sys.argv[1:])

@@ -1,19 +1,23 @@
-"""Evidence for docs/potential_field.md: why the paper's defaults hardly learn from a random
-start, the remedy chosen on validation classes, and potential fields against Proxy Anchor
-on held-out glyphs, with clean labels and with 20% of the training labels replaced.
+"""Evidence for docs/potential_field.md: the potential field against tuned Proxy Anchor and
+multi-similarity on held-out glyphs, clean and with 20% of the training labels replaced,
+from a random start and from the glyph-pretrained backbone; and why the paper's fixed
+radii hardly learn from a random start.
 
-Phases (each adds to `evidence/results/potential_field.json`):
+Phases (each adds to `evidence/results/potential_field.json`, under the start):
 
-- `operating_point`: distances between the embeddings of the untrained small CNN, and the
-  forces (gradients of the energy w.r.t. the embeddings) split by kind of pair, from a
-  float64 NumPy transcription of the formula, next to the loss's own gradient;
-- `validation`: a small grid on validation classes carved from the training split (seed 0);
-  the potential-field setting with the best Recall@1 (then MAP@R) is kept;
-- `test`: that setting and Proxy Anchor (its defaults) on the test classes, 3 seeds,
-  clean and with 20% label noise.
+- `operating_point` (random start only): distances between the embeddings of the
+  untrained small CNN, the radii the default (`radius_ratio=0.5`) uses there, and the
+  forces (gradients of the energy w.r.t. the embeddings) split by kind of pair at fixed radii, from a float64 NumPy transcription of the
+  formula, next to the loss's own gradient;
+- `validation`: each method's small grid (learning rate, margins or radii) on validation
+  characters carved from the training split, long enough that validation Recall@1 stops
+  rising; per method the setting with the best final Recall@1 (then MAP@R) is kept;
+- `test`: the three chosen settings on the test characters, 3 seeds, clean and with 20%
+  label noise (hyperparameters chosen on clean validation characters).
 
-    python evidence/potential_field.py                  # every phase
-    python evidence/potential_field.py test             # one phase (needs validation's result)
+    python evidence/potential_field.py                              # every phase, random start
+    python evidence/potential_field.py validation --start glyphs
+    python evidence/potential_field.py test --methods proxy_anchor --noise 0.2  # one phase, method, noise
 """
 import json
 import os
@@ -27,32 +31,52 @@ import tensorflow as tf  # noqa: E402
 from scipy.spatial.distance import pdist  # noqa: E402
 
 from evidence import harness  # noqa: E402
-from keras_dml.losses import PotentialFieldLoss, ProxyAnchorLoss  # noqa: E402
+from keras_dml.losses import MultiSimilarityLoss, PotentialFieldLoss, ProxyAnchorLoss  # noqa: E402
 from keras_dml.models import build_embedder  # noqa: E402
 
 PAGE = "potential_field"
-EPOCHS = 5
+EPOCHS = 12  # validation and test; the validation curves show whether each method has stopped rising
 SEEDS = (0, 1, 2)
 NOISE = 0.2
-PAPER = {"proxies_per_class": 15, "alpha": 3.0, "delta": 0.2, "warmup_epochs": 0}
-GRID = {  # name -> loss arguments and warm-up epochs; everything else as the harness defaults
-    "paper defaults": PAPER,
-    "paper + 1 warm-up epoch": {**PAPER, "warmup_epochs": 1},
-    "delta 0.1": {**PAPER, "delta": 0.1},
-    "delta 0.05": {**PAPER, "delta": 0.05},
-    "delta 0.05 + 1 warm-up epoch": {**PAPER, "delta": 0.05, "warmup_epochs": 1},
-}
+METHODS = ("potential_field", "proxy_anchor", "multi_similarity")
+LOSSES = {"potential_field": PotentialFieldLoss, "proxy_anchor": ProxyAnchorLoss,
+          "multi_similarity": MultiSimilarityLoss}
 
 
-def potential_field(setting):
-    def criterion(num_classes, embedding_dim):
-        return PotentialFieldLoss(num_classes, embedding_dim, proxies_per_class=setting["proxies_per_class"],
-                                  alpha=setting["alpha"], delta_att=setting["delta"], delta_rep=setting["delta"])
-    return criterion
+def grid(start):
+    """name -> setting: `{"method", "loss" (its arguments), "learning_rate", "warmup_epochs"}`."""
+    rates = (1e-3, 3e-3) if start == "random" else (1e-4, 1e-3)
+    low, high = rates
+
+    def setting(method, lr=low, warmup=0, **loss):
+        return {"method": method, "loss": loss, "learning_rate": lr, "warmup_epochs": warmup}
+
+    settings = {
+        "potential_field": [setting("potential_field"), setting("potential_field", high),
+                            setting("potential_field", radius_ratio=None),
+                            setting("potential_field", warmup=1, radius_ratio=None)],
+        "proxy_anchor": [setting("proxy_anchor"), setting("proxy_anchor", high),
+                         setting("proxy_anchor", delta=0.2), setting("proxy_anchor", alpha=16.0)],
+        "multi_similarity": [setting("multi_similarity"), setting("multi_similarity", high),
+                             setting("multi_similarity", epsilon=0.2), setting("multi_similarity", base=0.7)],
+    }
+    return {name_of(s): s for method in METHODS for s in settings[method]}
 
 
-def proxy_anchor(num_classes, embedding_dim):
-    return ProxyAnchorLoss(num_classes, embedding_dim)
+def name_of(setting):
+    arguments = ", ".join(f"{k} {v}" for k, v in setting["loss"].items())
+    warmup = f", {setting['warmup_epochs']} warm-up epoch" if setting["warmup_epochs"] else ""
+    return f"{setting['method']} (lr {setting['learning_rate']:g}{', ' + arguments if arguments else ''}{warmup})"
+
+
+def criterion(setting):
+    cls = LOSSES[setting["method"]]
+
+    def make(num_classes, embedding_dim):
+        if cls is MultiSimilarityLoss:
+            return cls(**setting["loss"])
+        return cls(num_classes, embedding_dim, **setting["loss"])
+    return make
 
 
 def forces(z, labels, charges, charge_labels, alpha, delta, itself):
@@ -83,7 +107,8 @@ def operating_point(data):
               "forces": {}}
     tangent = lambda g: g - np.sum(g * zb, axis=1, keepdims=True) * zb  # noqa: E731
     for delta in (0.2, 0.1, 0.05):
-        loss = PotentialFieldLoss(num_classes, 64, proxies_per_class=15, alpha=3.0, delta_att=delta, delta_rep=delta)
+        loss = PotentialFieldLoss(num_classes, 64, proxies_per_class=15, alpha=3.0, delta_att=delta, delta_rep=delta,
+                                  radius_ratio=None)
         proxies = loss.proxies.numpy().reshape(-1, 64).astype(np.float64)
         proxies /= np.linalg.norm(proxies, axis=1, keepdims=True)
         proxy_labels = np.repeat(np.arange(num_classes), 15)
@@ -104,6 +129,9 @@ def operating_point(data):
             "loss gradient vs formula (relative difference)": float(
                 np.linalg.norm(gradient - reference) / np.linalg.norm(reference)),
         }
+    default = PotentialFieldLoss(num_classes, 64)  # radii relative to the spread (radius_ratio 0.5)
+    result["default radii on this batch (delta_att, delta_rep)"] = [
+        float(r) for r in default.radii(tf.constant(zb, tf.float32))]
     return result
 
 
@@ -112,56 +140,62 @@ def load_results():
     return json.load(open(path)) if os.path.exists(path) else {}
 
 
-def save(results):
-    results = {k: v for k, v in results.items() if k not in ("dataset", "font_inventory", "machine")}
-    harness.write(PAGE, {"settings": {"epochs": EPOCHS, "seeds": list(SEEDS), "label_noise": NOISE,
-                                      "embedder": "small_cnn, 64-d", "batches": "P x K = 16 x 4",
-                                      "optimizer": "Adam 1e-3, proxies at 100x"}, **results})
+SETTINGS = {"epochs": EPOCHS, "seeds": list(SEEDS), "label_noise": NOISE,
+            "embedder": "64-d; backbone by start", "starts": harness.STARTS, "batches": "P x K = 16 x 4",
+            "optimizer": "Adam (learning rate per setting), proxies at 100x",
+            "validation": "a quarter of the training characters held out (harness.load('validation'))"}
 
 
-def run_setting(setting, seed, mode, data, label_noise=0.0):
-    criterion = proxy_anchor if setting == "proxy_anchor" else potential_field(setting)
-    warmup = 0 if setting == "proxy_anchor" else setting["warmup_epochs"]
-    return harness.run(criterion, seed=seed, epochs=EPOCHS, mode=mode, warmup_epochs=warmup,
-                       label_noise=label_noise, data=data)
+def run_setting(setting, seed, mode, data, start, label_noise=0.0):
+    return harness.run(criterion(setting), seed=seed, epochs=EPOCHS, mode=mode, data=data, backbone=harness.STARTS[start]["backbone"],
+                       weights=harness.STARTS[start]["weights"], learning_rate=setting["learning_rate"],
+                       warmup_epochs=setting["warmup_epochs"],
+                       label_noise=label_noise)
 
 
-def main(phases):
-    results = load_results()
-    results.pop("settings", None)
-    if "operating_point" in phases:
-        results["operating_point"] = operating_point(harness.load("validation"))
-        save(results)
+def chosen(validation, method):
+    """The name of `method`'s setting with the best final validation Recall@1 (then MAP@R)."""
+    candidates = {k: v for k, v in validation.items() if v["setting"]["method"] == method}
+    return max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
+                                          candidates[k]["run"]["epochs"][-1]["map_at_r"]))
+
+
+def main(arguments):
+    start, rest = harness.start_from_arguments(arguments)
+    methods, rest = harness.list_option(rest, "--methods", METHODS)
+    noises, rest = harness.list_option(rest, "--noise", (0.0, NOISE), float)
+    phases = rest or ["operating_point", "validation", "test"]
+    if "operating_point" in phases and start == "random":
+        harness.update(PAGE, "operating_point", operating_point(harness.load("validation")), SETTINGS)
     if "validation" in phases:
         data = harness.load("validation")
-        runs = results.setdefault("validation", {})
-        for name, setting in GRID.items():
-            if name not in runs:
-                runs[name] = {"setting": setting, "run": run_setting(setting, 0, "validation", data)}
-                save(results)
-                print(name, runs[name]["run"]["epochs"][-1], flush=True)
+        for name, setting in grid(start).items():
+            done = load_results().get(start, {}).get("validation", {})
+            if setting["method"] not in methods or name in done:
+                continue
+            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start)}
+            harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
+            print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
-        candidates = {k: v for k, v in results["validation"].items() if k in GRID}
-        best = max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
-                                              candidates[k]["run"]["epochs"][-1]["map_at_r"]))
-        results["chosen_on_validation"] = best
+        validation = load_results()[start]["validation"]
+        choice = {method: chosen(validation, method) for method in methods}
+        harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
         data = harness.load("test")
-        runs = results.setdefault("test", {})
-        plan = [(f"PotentialField ({best})", GRID[best], noise) for noise in (0.0, NOISE)]
-        plan += [("ProxyAnchor", "proxy_anchor", noise) for noise in (0.0, NOISE)]
         for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
-            for name, setting, noise in plan:
-                entry = runs.setdefault(f"{name}, noise {noise}",
-                                        {"setting": setting, "label_noise": noise, "runs": []})
-                if len(entry["runs"]) > SEEDS.index(seed):
-                    continue
-                entry["runs"].append(run_setting(setting, seed, "test", data, noise))
-                entry["recall@1"], entry["map_at_r"] = (harness.final(entry["runs"], m)
-                                                        for m in ("recall@1", "map_at_r"))
-                entry["untrained_recall@1"] = harness.summary(r["epochs"][0]["recall@1"] for r in entry["runs"])
-                save(results)
-                print(name, noise, seed, entry["runs"][-1]["epochs"][-1], flush=True)
+            for method in methods:
+                for noise in noises:
+                    key = f"{choice[method]}, noise {noise}"
+                    entry = load_results()[start].get("test", {}).get(key) or {
+                        "setting": validation[choice[method]]["setting"], "label_noise": noise, "runs": []}
+                    if any(r["seed"] == seed for r in entry["runs"]):
+                        continue
+                    entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, noise))
+                    for metric in ("recall@1", "map_at_r"):
+                        entry[metric] = harness.final(entry["runs"], metric)
+                    entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])
+                    harness.update(PAGE, start, {"test": {key: entry}}, SETTINGS)
+                    print(start, key, seed, entry["runs"][-1]["epochs"][-1], flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["operating_point", "validation", "test"])
+    main(sys.argv[1:])

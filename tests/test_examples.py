@@ -33,24 +33,25 @@ def run_fast(name):
     return runpy.run_path(str(path), run_name="example")["main"](fast=True)
 
 
-def test_potential_field_example_radius_at_the_spread_learns():
+def test_potential_field_example_default_radii_learn_from_a_random_start():
     results = run_fast("potential_field")
     untrained = results["untrained"]["recall@1"]
-    paper = results["paper defaults (delta 0.2)"]
-    small_radius = results["delta at the 10% quantile"]
-    # The paper's radius from a random start: the embeddings spread, the classes do not form.
+    paper = results["paper radii (0.2, fixed)"]
+    default = results["defaults (radii relative to the start)"]
+    # The paper's fixed radius from a random start: the embeddings spread, the classes do not form.
     assert paper["median_distance"] > 3 * results["untrained"]["median_distance"]
     assert paper["recall@1"] < untrained + 0.05
-    # Radii at the 10% quantile of the untrained distances learn at once (fast mode: 0.30 -> 0.65).
-    assert small_radius["recall@1"] > untrained + 0.2
-    assert small_radius["recall@1"] > paper["recall@1"] + 0.2
+    # The defaults scale the radii to the starting spread (about 0.05) and learn at once.
+    assert default["radius"] < 0.1 and paper["radius"] == 0.2
+    assert default["recall@1"] > untrained + 0.2
+    assert default["recall@1"] > paper["recall@1"] + 0.2
 
 
 def test_label_noise_example_potential_field_learns_through_noise():
     results = run_fast("label_noise")
     untrained = results[("untrained", "-")]["recall@1"]
-    # 20% of the labels wrong, 40 steps: the potential field (radii 0.05) still learns (fast mode: 0.30 -> 0.50).
-    assert results[("PotentialFieldLoss (delta 0.05)", 0.2)]["recall@1"] > untrained + 0.1
+    # 20% of the labels wrong, 40 steps: the potential field (defaults) still learns (fast mode: 0.30 -> 0.50).
+    assert results[("PotentialFieldLoss", 0.2)]["recall@1"] > untrained + 0.1
 
 
 def test_pddm_example_triplet_learns_pddm_does_not_here():

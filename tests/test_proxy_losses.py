@@ -34,11 +34,16 @@ def _normalize(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def potential_field_reference(labels, embeddings, proxies, alpha, delta_att, delta_rep, proxy_targets):
+def potential_field_reference(labels, embeddings, proxies, alpha, delta_att, delta_rep, proxy_targets,
+                              radius_ratio=None):
     """docs/methods.md, potential field, one charge at a time, in float64."""
     num_classes, per_class, dim = proxies.shape
     z = _normalize(embeddings.astype("float64"))
     p = _normalize(proxies.reshape(-1, dim).astype("float64"))
+    if radius_ratio is not None:  # both radii scaled so that neither exceeds radius_ratio x the mean distance
+        mean_d = np.mean([np.linalg.norm(a - b) for i, a in enumerate(z) for j, b in enumerate(z) if i != j])
+        scale = min(1.0, radius_ratio * mean_d / max(delta_att, delta_rep))
+        delta_att, delta_rep = scale * delta_att, scale * delta_rep
     charges = [(z[i], labels[i]) for i in range(len(z))]
     charges += [(p[c * per_class + k], c) for c in range(num_classes) for k in range(per_class)]
 
@@ -75,20 +80,68 @@ def proxy_anchor_reference(labels, embeddings, proxies, alpha, delta):
 @pytest.mark.parametrize("proxy_targets", ["all", "batch"])
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 3.0])
 @pytest.mark.parametrize("deltas", [(0.2, 0.2), (0.05, 1.5)])
-def test_potential_field_matches_reference(alpha, proxy_targets, deltas):
+@pytest.mark.parametrize("radius_ratio", [None, 0.5])
+def test_potential_field_matches_reference(alpha, proxy_targets, deltas, radius_ratio):
     keras.utils.set_random_seed(3)  # the proxies' initialisation: a reproducible draw
     labels, embeddings = random_batch(classes=3, per_class=3, dim=6, seed=1)
     loss = PotentialFieldLoss(5, 6, proxies_per_class=2, alpha=alpha, delta_att=deltas[0], delta_rep=deltas[1],
-                              proxy_targets=proxy_targets)
+                              proxy_targets=proxy_targets, radius_ratio=radius_ratio)
     expected = potential_field_reference(labels, embeddings, ops.convert_to_numpy(loss.proxies), alpha, *deltas,
-                                         proxy_targets)
+                                         proxy_targets, radius_ratio)
     np.testing.assert_allclose(float(loss(labels, embeddings)), expected, rtol=1e-4)
+
+
+def test_potential_field_radii_follow_the_spread_the_embedder_starts_from():
+    """The default radii shrink to the first batch's spread (a random network's small cap)
+    and keep that scale; they are the set radii where the first batch is spread out."""
+    labels, spread = random_batch(classes=4, per_class=4, dim=16, seed=5)
+    spread = _normalize(spread.astype("float64"))
+    cap = _normalize(np.eye(16)[0] + 0.05 * spread)  # every embedding within about 0.1 of one direction
+    mean_d = np.mean([np.linalg.norm(a - b) for i, a in enumerate(cap) for j, b in enumerate(cap) if i != j])
+    assert mean_d < 0.2
+
+    def radii(loss, points):
+        return [float(r) for r in loss.radii(ops.convert_to_tensor(points, "float32"))]
+
+    from_cap = PotentialFieldLoss(4, 16, proxies_per_class=2)  # defaults: radii 0.2, radius_ratio 0.5
+    np.testing.assert_allclose(radii(from_cap, cap), [0.5 * mean_d] * 2, rtol=1e-4)
+    np.testing.assert_allclose(radii(from_cap, spread), [0.5 * mean_d] * 2, rtol=1e-4)  # the scale is kept
+    from_spread = PotentialFieldLoss(4, 16, proxies_per_class=2)
+    np.testing.assert_allclose(radii(from_spread, spread), [0.2, 0.2])
+    np.testing.assert_allclose(radii(from_spread, cap), [0.2, 0.2])
+    unset = PotentialFieldLoss(4, 16, proxies_per_class=2)
+    np.testing.assert_allclose(radii(unset, cap[:1]), [0.2, 0.2])  # one embedding has no spread: not set yet
+    np.testing.assert_allclose(radii(unset, cap), [0.5 * mean_d] * 2, rtol=1e-4)
+    # At the small cap, same-class pairs now lie beyond the attraction radius: they attract.
+    loss = PotentialFieldLoss(4, 16, proxies_per_class=2)
+    fixed = PotentialFieldLoss(4, 16, proxies_per_class=2, radius_ratio=None)
+    fixed.proxies.assign(loss.proxies)
+    for criterion, attracts in ((loss, True), (fixed, False)):
+        _, grad = value_and_grad(lambda x: criterion(labels, x), cap.astype("float32"))
+        toward = np.sum(grad * (cap - cap[labels == labels[0]].mean(axis=0)), axis=1)[labels == labels[0]]
+        assert np.all(toward > 0) == attracts  # a descent step moves class 0 toward its own centre
+
+
+def test_potential_field_relative_radii_are_a_constant_for_the_gradient():
+    """With `radius_ratio` the gradient is that of fixed radii at the batch's scaled values."""
+    labels, embeddings = random_batch(classes=3, per_class=3, dim=6, seed=6)
+    embeddings = np.eye(6, dtype="float32")[0] + 0.05 * embeddings  # a small cap: the radii scale
+    relative = PotentialFieldLoss(3, 6, proxies_per_class=2, delta_att=0.2, delta_rep=0.3, radius_ratio=0.5)
+    delta_att, delta_rep = (float(r) for r in relative.radii(ops.convert_to_tensor(_normalize(embeddings))))
+    assert delta_att < 0.2 and delta_rep == pytest.approx(1.5 * delta_att, rel=1e-5)
+    fixed = PotentialFieldLoss(3, 6, proxies_per_class=2, delta_att=delta_att, delta_rep=delta_rep, radius_ratio=None)
+    fixed.proxies.assign(relative.proxies)
+    value, grad = value_and_grad(lambda x: relative(labels, x), embeddings)
+    expected_value, expected_grad = value_and_grad(lambda x: fixed(labels, x), embeddings)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6 * np.abs(expected_grad).max())
+    assert np.all(np.isfinite(grad))
 
 
 def test_potential_field_gradient_matches_finite_differences():
     labels, embeddings = random_batch(classes=2, per_class=3, dim=4, seed=2)
     loss = PotentialFieldLoss(3, 4, proxies_per_class=2, alpha=1.0, delta_att=0.05, delta_rep=1.5,
-                              proxy_targets="batch")
+                              proxy_targets="batch", radius_ratio=None)
     proxies = ops.convert_to_numpy(loss.proxies)
     _, grad = value_and_grad(lambda x: loss(labels, x), embeddings)
 
@@ -204,6 +257,8 @@ def test_batch_targets_differ_from_all_targets_when_classes_are_absent():
     ({"delta_att": 0.0}, "delta_att"),
     ({"delta_rep": -0.1}, "delta_rep"),
     ({"proxy_targets": "present"}, "proxy_targets"),
+    ({"radius_ratio": 0.0}, "radius_ratio"),
+    ({"radius_ratio": "auto"}, "radius_ratio"),
     ({"num_classes": 0}, "num_classes"),
     ({"embedding_dim": 2.5}, "embedding_dim"),
 ])

@@ -44,6 +44,9 @@ class PDDMLoss(TrainableMetricLoss):
     gradients, when there is none). The selected scores are recomputed pair by pair, so
     the gradient never flows through the `(n, n)` score matrix. Ties go to the lower index.
 
+    The defaults `alpha = beta = lam = 0.5` are keras_dml's: the paper's values could not
+    be found (one re-implementation uses `beta = 1.0`; docs/methods.md, PDDM).
+
     Args:
         embedding_dim: width of the embeddings (the unit's input width); optional, `build`
             takes it from the embeddings (`MetricModel` builds it), and checks it when given.

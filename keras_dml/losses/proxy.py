@@ -110,9 +110,22 @@ class PotentialFieldLoss(ProxyLoss):
     `U = sum_i Psi_{y_i}(z_i) + sum_{j,k} Psi_j(p_jk)`
 
     sums each point's field from all other charges; the loss is `U` divided by the
-    number of points summed over. With `proxy_targets="batch"` the proxy sum covers only
-    the classes present in the batch (all proxies still act as charges), which keeps a
-    step O(batch x charges) for very many classes (SOP: 11,318 x 2 proxies).
+    number of points summed over.
+
+    `radius_ratio` (keras_dml's addition, not the paper's) sets the radii relative to the
+    spread the embedder starts from: at the first call (the first training batch) both
+    radii are scaled by `min(1, radius_ratio * mean_d / max(delta_att, delta_rep))`,
+    with `mean_d` the mean distance between that batch's embeddings, and the scale is
+    kept from then on (the non-trainable weight `radius_scale`, saved with the loss).
+    Where the embeddings start spread out (`mean_d` near 1.4 for random directions)
+    this keeps the paper's radii; where they start in a small cap (a randomly
+    initialised CNN: `mean_d` about 0.1 on glyphs, radii about 0.05), same-class pairs
+    lie beyond the attraction radius and attract from the first step.
+    `radius_ratio=None` keeps the paper's fixed radii.
+
+    With `proxy_targets="batch"` the proxy sum covers only the classes present in the
+    batch (all proxies still act as charges), which keeps a step O(batch x charges) for
+    very many classes (SOP: 11,318 x 2 proxies).
 
     Example:
 
@@ -135,9 +148,11 @@ class PotentialFieldLoss(ProxyLoss):
         delta_att=0.2,
         delta_rep=0.2,
         proxy_targets="all",
+        radius_ratio=0.5,
         **kwargs,
     ):
         alpha = checks.non_negative(alpha, "alpha")  # 0 is the logarithmic limit
+        radius_ratio = None if radius_ratio is None else checks.positive(radius_ratio, "radius_ratio")
         delta_att = checks.positive(delta_att, "delta_att")
         delta_rep = checks.positive(delta_rep, "delta_rep")
         checks.one_of(proxy_targets, "proxy_targets", PROXY_TARGETS)
@@ -147,6 +162,26 @@ class PotentialFieldLoss(ProxyLoss):
         self.delta_att = delta_att
         self.delta_rep = delta_rep
         self.proxy_targets = proxy_targets
+        self.radius_ratio = radius_ratio
+        self.radius_scale = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                            aggregation="only_first_replica", name="radius_scale")
+
+    def radii(self, embeddings):
+        """`(delta_att, delta_rep)` for this batch; the first call with a spread fixes the scale."""
+        if self.radius_ratio is None:
+            return self.delta_att, self.delta_rep
+        points = ops.stop_gradient(embeddings)
+        n = ops.shape(points)[0]
+        others = ops.logical_not(ops.eye(n, dtype="bool"))
+        pairs = ops.maximum(ops.sum(ops.cast(others, points.dtype)), 1.0)
+        mean_d = ops.sum(ops.where(others, distances.euclidean(points), 0.0)) / pairs
+        batch_scale = ops.minimum(1.0, self.radius_ratio * mean_d / max(self.delta_att, self.delta_rep))
+        # 0 means "not set yet": a batch without spread (one embedding, or all equal) leaves it unset
+        kept = ops.convert_to_tensor(self.radius_scale)
+        scale = ops.where(kept > 0.0, kept, batch_scale)
+        self.radius_scale.assign(scale)
+        used = ops.where(scale > 0.0, scale, 1.0)
+        return ops.maximum(used * self.delta_att, MIN_DISTANCE), ops.maximum(used * self.delta_rep, MIN_DISTANCE)
 
     def terms(self, labels, embeddings):
         per_class = self.proxies_per_class
@@ -164,6 +199,7 @@ class PotentialFieldLoss(ProxyLoss):
             targets = ops.take(proxies, target_index, axis=0)
             target_labels = ops.repeat(classes, per_class)
             target_valid = ops.repeat(distances.first_occurrence(classes), per_class)
+        delta_att, delta_rep = self.radii(embeddings)
         energy = field_energy(
             points=ops.concatenate([embeddings, targets], axis=0),
             point_labels=ops.concatenate([classes, target_labels], axis=0),
@@ -171,8 +207,8 @@ class PotentialFieldLoss(ProxyLoss):
             charges=ops.concatenate([embeddings, proxies], axis=0),
             charge_labels=ops.concatenate([classes, proxy_labels], axis=0),
             alpha=self.alpha,
-            delta_att=self.delta_att,
-            delta_rep=self.delta_rep,
+            delta_att=delta_att,
+            delta_rep=delta_rep,
         )
         valid = ops.concatenate([ops.ones_like(classes, dtype="bool"), target_valid], axis=0)
         return energy, valid
@@ -185,6 +221,7 @@ class PotentialFieldLoss(ProxyLoss):
             "delta_att": self.delta_att,
             "delta_rep": self.delta_rep,
             "proxy_targets": self.proxy_targets,
+            "radius_ratio": self.radius_ratio,
         }
 
 
