@@ -372,13 +372,11 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
                                 if n >= MIN_PRETRAIN_FONTS and c.isprintable() and _unrelated(c, metric)))
     near = set()
     for font in fonts:
-        metric_renders = _blur(np.stack(list(font["plain"].values())).astype(np.float32) / 255.0)
-        metric_renders = metric_renders.reshape(len(metric_renders), -1)
+        metric_renders = _blurred(font["plain"])
         font["plain"] = _kept_glyphs(font, candidates, image_size)
-        for char, render in font["plain"].items():
-            render = _blur(render[None].astype(np.float32) / 255.0).reshape(1, -1)
-            if _difference(render, metric_renders).min() < NEAR_DUPLICATE:
-                near.add(char)
+        if font["plain"]:
+            close = _closer_than(_blurred(font["plain"]), metric_renders, NEAR_DUPLICATE)
+            near.update(char for char, is_close in zip(font["plain"], close) if is_close)
     fonts = [font for font in fonts if font["plain"]]
     recognized = iter(_glyph_ranks(fonts) < RECOGNITION_RANK)
     for font in fonts:
@@ -391,6 +389,29 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
     for font in fonts:
         font["plain"] = {char: render for char, render in font["plain"].items() if drawn[char] >= MIN_PRETRAIN_FONTS}
     return _draw_all([font for font in fonts if font["plain"]], image_size, renders, seed)
+
+
+def _blurred(glyphs):
+    """`{char: uint8 render}` as flat 3x3-blurred float32 rows in `[0, 1]`."""
+    renders = _blur(np.stack(list(glyphs.values())).astype(np.float32) / 255.0)
+    return renders.reshape(len(renders), -1)
+
+
+def _closer_than(flat, others, threshold):
+    """Per row of `flat`, whether some row of `others` differs from it by less than `threshold` (`_difference`).
+
+    Two images' difference is at least that of their ink sums, so only pairs whose ink
+    differs by less are compared.
+    """
+    ink, other_ink = flat.sum(1), others.sum(1)
+    bound = np.abs(ink[:, None] - other_ink[None, :]) / np.maximum(ink[:, None] + other_ink[None, :], 1.0)
+    rows, cols = np.nonzero(bound < threshold)
+    close = np.zeros(len(flat), bool)
+    for start in range(0, len(rows), 4096):  # pairs in blocks keep memory small
+        pairs = slice(start, start + 4096)
+        hit = _difference(flat[rows[pairs]], others[cols[pairs]]) < threshold
+        close[rows[pairs][hit]] = True
+    return close
 
 
 def _unrelated(char, metric):
@@ -510,15 +531,16 @@ def _glyph_ranks(fonts):
     renders = _blur(renders.astype(np.float32) / 255.0).reshape(len(renders), -1)
     chars = np.concatenate([list(font["plain"]) for font in fonts])
     owners = np.concatenate([np.full(len(font["plain"]), i) for i, font in enumerate(fonts)])
-    names, char_ids = np.unique(chars, return_inverse=True)
-    columns = [np.flatnonzero(char_ids == c) for c in range(len(names))]
+    _, char_ids = np.unique(chars, return_inverse=True)
+    order = np.argsort(char_ids, kind="stable")  # columns grouped by character, for one reduceat per block
+    firsts = np.flatnonzero(np.diff(char_ids[order], prepend=-1))
     squared = (renders ** 2).sum(1)
     rank = np.empty(len(renders), np.int64)
     for start in range(0, len(renders), 1024):  # blocks of rows keep the distance matrix small
         rows = slice(start, start + 1024)
         distances = squared[rows, None] + squared[None, :] - 2.0 * renders[rows] @ renders.T
         distances[owners[rows, None] == owners[None, :]] = np.inf  # vote with other fonts only
-        to_char = np.stack([distances[:, columns[c]].min(1) for c in range(len(names))], axis=1)
+        to_char = np.minimum.reduceat(distances[:, order], firsts, axis=1)
         own = to_char[np.arange(len(to_char)), char_ids[rows]]
         rank[rows] = (to_char < own[:, None]).sum(1)
     return rank
