@@ -131,6 +131,12 @@ def test_a_known_look_alike_would_fail_the_render_checks(undistorted):
     assert glyphs._difference(seh, u).min() < glyphs.NEAR_DUPLICATE
 
 
+def test_fonts_that_draw_no_character_ten_times_leave_no_pretraining_split():
+    fonts = [os.path.join(os.path.dirname(glyphs.font_files()[0]), name) for name in ("DejaVuSans.ttf", "cmr10.ttf")]
+    with pytest.raises(ValueError, match=r"fewer than two characters for split='pretrain'.*10 fonts"):
+        load_glyphs("pretrain", fonts=fonts, renders=1)
+
+
 def test_pretrain_takes_character_classes_only():
     with pytest.raises(ValueError, match="split='pretrain'.*by='character'.*by='font'"):
         load_glyphs("pretrain", by="font")

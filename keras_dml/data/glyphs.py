@@ -48,8 +48,8 @@ import numpy as np
 
 from keras_dml import checks
 
+SPLITS = ("train", "test")  # the class splits; PRETRAIN is apart from both
 PRETRAIN = "pretrain"
-SPLITS = ("train", "test", PRETRAIN)
 TASKS = ("character", "font")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
@@ -154,7 +154,7 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
         labels: int32, re-indexed from 0 within the split (in the order of the classes'
         names); with `return_metadata`, the metadata dict.
     """
-    checks.one_of(split, "split", SPLITS)
+    checks.one_of(split, "split", (*SPLITS, PRETRAIN))
     checks.one_of(by, "by", TASKS)
     image_size = checks.positive_int(image_size, "image_size")
     if image_size < MIN_IMAGE_SIZE:
@@ -383,6 +383,8 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
             close = _closer_than(_blurred(font["plain"]), _blurred(font["metric"]), NEAR_DUPLICATE)
             near.update(char for char, is_close in zip(font["plain"], close) if is_close)
     fonts = [font for font in fonts if font["plain"]]
+    if not fonts:
+        return _draw_all([], image_size, renders, seed)
     # One vote over both sets: each glyph's own character must be among the nearest in
     # the other fonts, and nearer than every metric character.
     names, char_ids, to_char = _distances_to_characters([{"plain": {**font["metric"], **font["plain"]}}
