@@ -72,7 +72,7 @@ def glyph_rendering(args):
         for _ in range(2):  # first call renders and writes the cache, the second reads it
             start, cpu_start = time.perf_counter(), time.process_time()
             sizes = [len(glyphs.load_glyphs(split, image_size=args.glyph_size, renders=args.glyph_renders,
-                                            cache_dir=cache)[1]) for split in ("train", "test")]
+                                            cache_dir=cache)[1]) for split in glyphs.SPLITS]
             seconds.append(time.perf_counter() - start)
             cpu_seconds.append(time.process_time() - cpu_start)
     images = sum(sizes)

@@ -53,8 +53,8 @@ import numpy as np
 
 from keras_dml import checks
 
+SPLITS = ("train", "test")  # the class splits; PRETRAIN is apart from both
 PRETRAIN = "pretrain"
-SPLITS = ("train", "test", PRETRAIN)
 TASKS = ("character", "font", "group")
 FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 MIN_IMAGE_SIZE = 16
@@ -108,6 +108,7 @@ MIN_RECOGNIZED = 0.6  # a font with a smaller share of recognised glyphs is a sy
 # fonts, none closer than NEAR_DUPLICATE (`_difference` of 3x3-blurred undistorted
 # renders in one font) to a metric-learning character, and none a variant or look-alike
 # of one by its Unicode properties (`_unrelated`).
+PRETRAIN_VERSION = 2  # bump when the pretraining split's checks change (in the cache key)
 MIN_PRETRAIN_FONTS = 10
 NEAR_DUPLICATE = 0.15
 # Unicode general categories: letters, punctuation, maths, modifier and other symbols
@@ -164,7 +165,7 @@ def load_glyphs(split="train", by="character", image_size=32, fonts=None, render
         names); with `return_metadata`, the metadata dict.
     """
     group_size = _check_group_arguments(split, by, group_size)
-    checks.one_of(split, "split", SPLITS)
+    checks.one_of(split, "split", (*SPLITS, PRETRAIN))
     checks.one_of(by, "by", TASKS)
     image_size = checks.positive_int(image_size, "image_size")
     if image_size < MIN_IMAGE_SIZE:
@@ -335,7 +336,7 @@ def _cache_path(paths, characters, image_size, renders, seed, cache_dir, pretrai
     settings = [RENDER_VERSION, EM_SIZE, BASELINE, SUPERSAMPLE, MAX_SHIFT, MAX_ROTATION, SCALE_RANGE,
                 STROKE_WIDTHS, MIN_INK, SAME_RENDER, MAX_SHARED_RENDER, RECOGNITION_RANK, MIN_RECOGNIZED]
     if pretrain:
-        settings += [PRETRAIN, MIN_PRETRAIN_FONTS, NEAR_DUPLICATE, PRETRAIN_CATEGORIES, METRIC_SCRIPTS,
+        settings += [PRETRAIN, PRETRAIN_VERSION, MIN_PRETRAIN_FONTS, NEAR_DUPLICATE, PRETRAIN_CATEGORIES, METRIC_SCRIPTS,
                      VARIANT_WORDS, UNICODE_LOOKALIKES, unicodedata.unidata_version]
     key = json.dumps([settings, stats, characters, image_size, renders, seed])
     return os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20] + ".npz")
@@ -408,15 +409,18 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
 
     Of the fonts that `load_glyphs` keeps for `characters`, a character is a candidate
     when `_unrelated(char, characters)` and at least `MIN_PRETRAIN_FONTS` of them map it.
-    Then, by its undistorted renders, checked like `load_glyphs`' glyphs (`_kept_glyphs`):
+    Then, by its undistorted renders, checked like `load_glyphs`' glyphs (`_kept_glyphs`),
+    and by the glyph's name in the font (`_named_as`):
 
     - a character is left out everywhere when, in some font, its render lies closer
       than `NEAR_DUPLICATE` to a render of one of `characters` in the same font
       (Armenian seh and u in DejaVu Sans: a look-alike that Unicode does not decompose);
-    - a glyph is left out of one font when it is not recognised (its character is not
-      among the `RECOGNITION_RANK` nearest in the other fonts, `_glyph_ranks`): a font
-      that maps the codepoint to another drawing (Computer Modern puts Greek capitals at
-      some Latin-1 codepoints);
+    - a glyph is left out of one font when it is not recognised: its character is not
+      among the `RECOGNITION_RANK` nearest in the other fonts, or one of `characters` is
+      nearer (`_distances_to_characters`, over the glyphs of both sets), or the font
+      names it after another character: a font that maps the codepoint to another
+      drawing (Computer Modern draws Greek letters and the ff, fi, fl ligatures at
+      Latin-1 codepoints: its copyright sign is a Phi);
     - a character is kept when at least `MIN_PRETRAIN_FONTS` fonts keep its glyph.
     """
     fonts = _checked_fonts(paths, characters, image_size)
@@ -429,18 +433,28 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
                                 if n >= MIN_PRETRAIN_FONTS and c.isprintable() and _unrelated(c, metric)))
     near = set()
     for font in fonts:
-        metric_renders = _blur(np.stack(list(font["plain"].values())).astype(np.float32) / 255.0)
-        metric_renders = metric_renders.reshape(len(metric_renders), -1)
-        font["plain"] = _kept_glyphs(font, candidates, image_size)
-        for char, render in font["plain"].items():
-            render = _blur(render[None].astype(np.float32) / 255.0).reshape(1, -1)
-            if _difference(render, metric_renders).min() < NEAR_DUPLICATE:
-                near.add(char)
+        font["metric"] = font["plain"]
+        font["plain"] = {char: render for char, render in _kept_glyphs(font, candidates, image_size).items()
+                         if _named_as(font, char)}
+        if font["plain"]:
+            close = _closer_than(_blurred(font["plain"]), _blurred(font["metric"]), NEAR_DUPLICATE)
+            near.update(char for char, is_close in zip(font["plain"], close) if is_close)
     fonts = [font for font in fonts if font["plain"]]
-    recognized = iter(_glyph_ranks(fonts) < RECOGNITION_RANK)
+    if not fonts:
+        return _draw_all([], image_size, renders, seed)
+    # One vote over both sets: each glyph's own character must be among the nearest in
+    # the other fonts, and nearer than every metric character.
+    names, char_ids, to_char = _distances_to_characters([{"plain": {**font["metric"], **font["plain"]}}
+                                                         for font in fonts])
+    own = to_char[np.arange(len(to_char)), char_ids]
+    recognized = (to_char < own[:, None]).sum(1) < RECOGNITION_RANK
+    recognized &= to_char[:, np.isin(names, list(metric))].min(1) > own
+    first = 0
     for font in fonts:
-        font["plain"] = {char: render for char, render in font["plain"].items()
-                         if next(recognized) and char not in near}
+        first += len(font["metric"])
+        votes, first = recognized[first:first + len(font["plain"])], first + len(font["plain"])
+        font["plain"] = {char: render for (char, render), vote in zip(font["plain"].items(), votes)
+                         if vote and char not in near}
     drawn = {}
     for font in fonts:
         for char in font["plain"]:
@@ -448,6 +462,42 @@ def _render_pretrain(paths, characters, image_size, renders, seed):
     for font in fonts:
         font["plain"] = {char: render for char, render in font["plain"].items() if drawn[char] >= MIN_PRETRAIN_FONTS}
     return _draw_all([font for font in fonts if font["plain"]], image_size, renders, seed)
+
+
+def _named_as(font, char):
+    """False when the font names its glyph for `char` after another character (Adobe Glyph List).
+
+    Computer Modern's cmap puts its own glyphs at Latin-1 codepoints: its copyright
+    sign is the glyph "Phi", its degree sign "fl", and cmmi10's "gamma".
+    """
+    from fontTools import agl  # a dependency of matplotlib
+
+    name = font["ft"].get_glyph_name(font["ft"].get_char_index(ord(char)))
+    drawn = agl.toUnicode(name) if name else ""
+    return not drawn or drawn == char
+
+
+def _blurred(glyphs):
+    """`{char: uint8 render}` as flat 3x3-blurred float32 rows in `[0, 1]`."""
+    renders = _blur(np.stack(list(glyphs.values())).astype(np.float32) / 255.0)
+    return renders.reshape(len(renders), -1)
+
+
+def _closer_than(flat, others, threshold):
+    """Per row of `flat`, whether some row of `others` differs from it by less than `threshold` (`_difference`).
+
+    Two images' difference is at least that of their ink sums, so only pairs whose ink
+    differs by less are compared.
+    """
+    ink, other_ink = flat.sum(1), others.sum(1)
+    bound = np.abs(ink[:, None] - other_ink[None, :]) / np.maximum(ink[:, None] + other_ink[None, :], 1.0)
+    rows, cols = np.nonzero(bound < threshold)
+    close = np.zeros(len(flat), bool)
+    for start in range(0, len(rows), 4096):  # pairs in blocks keep memory small
+        pairs = slice(start, start + 4096)
+        hit = _difference(flat[rows[pairs]], others[cols[pairs]]) < threshold
+        close[rows[pairs][hit]] = True
+    return close
 
 
 def _unrelated(char, metric):
@@ -561,24 +611,34 @@ def _glyph_ranks(fonts):
     """Per glyph of `fonts` (their `"plain"`, in order), how many characters lie nearer than its own.
 
     The distance to a character is that to its closest undistorted render in another
-    font (3x3-blurred pixels); rank 0: no other character is nearer.
+    font (3x3-blurred pixels, `_distances_to_characters`); rank 0: no other character
+    is nearer.
+    """
+    names, char_ids, to_char = _distances_to_characters(fonts)
+    own = to_char[np.arange(len(to_char)), char_ids]
+    return (to_char < own[:, None]).sum(1)
+
+
+def _distances_to_characters(fonts):
+    """`(names, char_ids, distances)`: per glyph of `fonts` (their `"plain"`, in order), its character's
+    index in the sorted character `names`, and its squared distance to each character's
+    closest undistorted render in another font (3x3-blurred pixels), `(glyphs, characters)`.
     """
     renders = np.concatenate([np.stack(list(font["plain"].values())) for font in fonts])
     renders = _blur(renders.astype(np.float32) / 255.0).reshape(len(renders), -1)
     chars = np.concatenate([list(font["plain"]) for font in fonts])
     owners = np.concatenate([np.full(len(font["plain"]), i) for i, font in enumerate(fonts)])
     names, char_ids = np.unique(chars, return_inverse=True)
-    columns = [np.flatnonzero(char_ids == c) for c in range(len(names))]
+    order = np.argsort(char_ids, kind="stable")  # columns grouped by character, for one reduceat per block
+    firsts = np.flatnonzero(np.diff(char_ids[order], prepend=-1))
     squared = (renders ** 2).sum(1)
-    rank = np.empty(len(renders), np.int64)
+    to_char = np.empty((len(renders), len(names)), np.float32)
     for start in range(0, len(renders), 1024):  # blocks of rows keep the distance matrix small
         rows = slice(start, start + 1024)
         distances = squared[rows, None] + squared[None, :] - 2.0 * renders[rows] @ renders.T
         distances[owners[rows, None] == owners[None, :]] = np.inf  # vote with other fonts only
-        to_char = np.stack([distances[:, columns[c]].min(1) for c in range(len(names))], axis=1)
-        own = to_char[np.arange(len(to_char)), char_ids[rows]]
-        rank[rows] = (to_char < own[:, None]).sum(1)
-    return rank
+        to_char[rows] = np.minimum.reduceat(distances[:, order], firsts, axis=1)
+    return names, char_ids.reshape(-1), to_char
 
 
 def _blur(images):
