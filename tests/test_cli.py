@@ -78,7 +78,8 @@ def test_repeated_set_flags_add_up():
     (["train", "--recipe", "digits-triplet-easy", "--set", "data_options=[1]"],
      'data_options takes a JSON object, e.g. data_options={"by": "font"'),
     (["train", "--recipe", "digits-triplet-easy", "--set", "weights=imagenet"],
-     "argument --set weights: backbone=mlp has no pretrained weights; got weights=imagenet; pass --set weights=null."),
+     "argument --set weights: backbone=mlp has no pretrained weights but those that ship with keras_dml (glyphs); "
+     "got weights=imagenet; pass --set weights=null."),
     (["train", "--recipe", "digits-triplet-easy", "--set", 'loss={"class_name": "TripletLoss", "config": '
       '{"margin": "x"}}'], "argument --set loss: loss="),
     (["train", "--recipe", "digits-triplet-easy", "--set", 'loss={"class_name": "TripletLoss", "config": '

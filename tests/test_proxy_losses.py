@@ -13,7 +13,7 @@ def proxy_gradient(loss, labels, embeddings):
     labels, embeddings = ops.convert_to_tensor(labels, "int32"), ops.convert_to_tensor(embeddings, "float32")
 
     def of_proxies(proxies):
-        value, _ = loss.stateless_call([proxies], [], labels, embeddings)
+        value, _ = loss.stateless_call([proxies], [v.value for v in loss.non_trainable_variables], labels, embeddings)
         return value
 
     return value_and_grad(of_proxies, ops.convert_to_numpy(loss.proxies))[1]

@@ -170,7 +170,7 @@ PROXY_ANCHOR = {"class_name": "ProxyAnchorLoss", "config": {}}
 @pytest.mark.parametrize("change, said", [
     ({"learning_rate": -1.0}, "learning_rate"),
     ({"learning_rate": float("inf")}, "learning_rate"),
-    ({"loss": {"class_name": "ArcFaceLoss", "config": {}}}, "ArcFaceLoss"),
+    ({"loss": {"class_name": "NoSuchLoss", "config": {}}}, "NoSuchLoss"),
     ({"dataset": "no/such/folder"}, "no/such/folder"),
     ({"loss": {"class_name": "TripletLoss", "config": {"margn": 0.1}}}, "margn"),
     ({"loss": {"class_name": "TripletLoss", "config": {"margin": "x"}}}, "margin"),

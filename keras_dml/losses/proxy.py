@@ -163,6 +163,9 @@ class PotentialFieldLoss(ProxyLoss):
         self.delta_rep = delta_rep
         self.proxy_targets = proxy_targets
         self.radius_ratio = radius_ratio
+
+    def build(self, labels_shape, embeddings_shape):
+        super().build(labels_shape, embeddings_shape)
         self.radius_scale = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                             aggregation="only_first_replica", name="radius_scale")
 
