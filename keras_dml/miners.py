@@ -82,7 +82,7 @@ def pairs(labels, embeddings, distance, references=None):
     else:
         positive, negative = distances.label_masks(labels, references.labels)
         columns = ops.arange(ops.shape(other)[0], dtype="int32")
-        keep = ops.logical_and(references.valid[None, :], columns[None, :] != references.own[:, None])
+        keep = ops.logical_and(references.valid[None, :], ops.not_equal(columns[None, :], references.own[:, None]))
         positive, negative = ops.logical_and(positive, keep), ops.logical_and(negative, keep)
     y = None if references is None else other
     values = _once(lambda: function(embeddings, y))

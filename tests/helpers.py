@@ -36,3 +36,36 @@ def random_batch(classes=4, per_class=4, dim=8, seed=0, shuffle=True):
     if shuffle:
         labels = rng.permutation(labels)
     return labels.astype("int32"), rng.normal(size=(len(labels), dim)).astype("float32")
+
+
+def compiled(fn):
+    """`fn` compiled on the active backend: XLA on TensorFlow and JAX, `torch.compile` on PyTorch.
+
+    NumPy arguments become the backend's tensors first, so that, as in a compiled train
+    step, the values are not known while the function is traced.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "torch":
+        import torch
+
+        step = torch.compile(fn, backend="eager")
+        return lambda *args: step(*(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in args))
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True)
+
+
+def is_nan_or_refused(step, *args):
+    """Whether a compiled `step` on bad input gives NaN, never a finite loss.
+
+    PyTorch's compiled step runs on concrete values, so the losses' eager check sees the
+    bad value there and raises its `ValueError` instead: also never a finite loss.
+    """
+    try:
+        return bool(np.isnan(float(step(*args))))
+    except ValueError:
+        return keras.backend.backend() == "torch"

@@ -32,7 +32,7 @@ def test_l2_normalize_gradient_is_exact_for_rows_with_one_non_zero_entry():
     # rows, common after a ReLU (the PDDM unit), and halved or dropped that term.
     x = np.array([[0.0, 0.0, 0.0, 0.79], [0.0, -3.0, 0.0, 0.0], [0.3, -1.2, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0]], "float32")
     w = np.array([[0.5, -1.0, 2.0, 1.5]], "float32")
-    _, grad = value_and_grad(lambda v: ops.sum(w * distances.l2_normalize(v)), x)
+    _, grad = value_and_grad(lambda v: ops.sum(ops.multiply(w, distances.l2_normalize(v))), x)
     x64, w64 = x.astype("float64"), np.broadcast_to(w, x.shape).astype("float64")
     norm = np.linalg.norm(x64, axis=1, keepdims=True)
     unit = x64 / np.where(norm > 0, norm, 1.0)

@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from keras_dml.losses.proxy import PotentialFieldLoss, ProxyAnchorLoss, field_energy
-from tests.helpers import random_batch, value_and_grad
+from tests.helpers import compiled, random_batch, value_and_grad
 
 
 def proxy_gradient(loss, labels, embeddings):
@@ -18,16 +18,6 @@ def proxy_gradient(loss, labels, embeddings):
 
     return value_and_grad(of_proxies, ops.convert_to_numpy(loss.proxies))[1]
 
-
-def compiled(fn):
-    """`fn` compiled with XLA on the active backend."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return jax.jit(fn)
-    import tensorflow as tf
-
-    return tf.function(fn, jit_compile=True)
 
 
 def _normalize(x):
