@@ -106,6 +106,18 @@ def load(mode="validation"):
     return train_images, train_labels, eval_images, eval_labels
 
 
+def start_options(start):
+    """The `run` arguments of a start: its backbone and weights (`STARTS`)."""
+    return {"backbone": STARTS[start]["backbone"], "weights": STARTS[start]["weights"]}
+
+
+def chosen(validation, method):
+    """The name of `method`'s setting with the best final validation Recall@1 (then MAP@R)."""
+    candidates = {k: v for k, v in validation.items() if v["setting"]["method"] == method}
+    return max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
+                                          candidates[k]["run"]["epochs"][-1]["map_at_r"]))
+
+
 def start_from_arguments(arguments):
     """`(start, remaining arguments)` from a script's command line: `--start random|glyphs` (`STARTS`)."""
     import argparse

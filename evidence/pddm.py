@@ -119,16 +119,9 @@ SETTINGS = {"epochs": {"validation": EPOCHS, "test": TEST_EPOCHS}, "seeds": list
 
 def run_setting(setting, seed, mode, data, start):
     epochs = EPOCHS if mode == "validation" else TEST_EPOCHS
-    return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data, backbone=harness.STARTS[start]["backbone"],
-                       weights=harness.STARTS[start]["weights"], learning_rate=setting["learning_rate"],
+    return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data,
+                       **harness.start_options(start), learning_rate=setting["learning_rate"],
                        rerank=setting["method"] == "pddm")
-
-
-def chosen(validation, method):
-    """The name of `method`'s setting with the best final validation Recall@1 (then MAP@R)."""
-    candidates = {k: v for k, v in validation.items() if v["setting"]["method"] == method}
-    return max(candidates, key=lambda k: (candidates[k]["run"]["epochs"][-1]["recall@1"],
-                                          candidates[k]["run"]["epochs"][-1]["map_at_r"]))
 
 
 def main(arguments):
@@ -147,7 +140,7 @@ def main(arguments):
             print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
         validation = load_results()[start]["validation"]
-        choice = {method: chosen(validation, method) for method in methods}
+        choice = {method: harness.chosen(validation, method) for method in methods}
         harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
         data = harness.load("test")
         for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
