@@ -136,6 +136,13 @@ def list_option(arguments, flag, default, convert=str):
     return tuple(convert(v) for v in arguments[at + 1].split(",")), list(arguments[:at]) + list(arguments[at + 2:])
 
 
+def epochs_from_arguments(arguments, validation, test):
+    """`((validation epochs, test epochs), remaining arguments)`: `--epochs V,T` (a reduced
+    budget; the defaults `validation`, `test` when absent)."""
+    (validation, test), rest = list_option(arguments, "--epochs", (validation, test), int)
+    return (validation, test), rest
+
+
 def replace_labels(labels, fraction, rng):
     """A copy of `labels` where `fraction` of them, chosen at random, are replaced by another class."""
     labels = labels.copy()

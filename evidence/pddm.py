@@ -18,6 +18,7 @@ Phases (each adds to `evidence/results/pddm.json`, under the start):
     python evidence/pddm.py                             # every phase, random start
     python evidence/pddm.py validation test --start glyphs
     python evidence/pddm.py test --methods pddm         # one phase, one method
+    python evidence/pddm.py validation test --start glyphs --epochs 6,5  # validation and test epochs
 """
 import json
 import os
@@ -110,15 +111,14 @@ def load_results():
     return json.load(open(path)) if os.path.exists(path) else {}
 
 
-SETTINGS = {"epochs": {"validation": EPOCHS, "test": TEST_EPOCHS}, "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "starts": harness.STARTS,
+SETTINGS = {"epochs": "per start, under its 'epochs' (defaults: validation 10, test 5)", "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "starts": harness.STARTS,
             "batches": "P x K = 16 x 4",
             "optimizer": "Adam (learning rate per setting)",
             "validation": "a quarter of the training characters held out (harness.load('validation'))",
             "retrieval": "Euclidean on the embedding; re-ranking: top 10 by PDDM score"}
 
 
-def run_setting(setting, seed, mode, data, start):
-    epochs = EPOCHS if mode == "validation" else TEST_EPOCHS
+def run_setting(setting, seed, mode, data, start, epochs):
     return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data,
                        **harness.start_options(start), learning_rate=setting["learning_rate"],
                        rerank=setting["method"] == "pddm")
@@ -127,7 +127,12 @@ def run_setting(setting, seed, mode, data, start):
 def main(arguments):
     start, rest = harness.start_from_arguments(arguments)
     methods, rest = harness.list_option(rest, "--methods", METHODS)
+    (validation_epochs, test_epochs), rest = harness.epochs_from_arguments(rest, EPOCHS, TEST_EPOCHS)
     phases = rest or ["operating_point", "validation", "test"]
+    if "validation" in phases:
+        harness.update(PAGE, start, {"epochs": {"validation": validation_epochs}}, SETTINGS)
+    if "test" in phases:
+        harness.update(PAGE, start, {"epochs": {"test": test_epochs}}, SETTINGS)
     if "operating_point" in phases and start == "random":
         harness.update(PAGE, "operating_point", operating_point(harness.load("validation")), SETTINGS)
     if "validation" in phases:
@@ -135,7 +140,7 @@ def main(arguments):
         for name, setting in grid(start).items():
             if setting["method"] not in methods or name in load_results().get(start, {}).get("validation", {}):
                 continue
-            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start)}
+            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start, validation_epochs)}
             harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
             print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
@@ -150,7 +155,7 @@ def main(arguments):
                     "setting": validation[key]["setting"], "runs": []}
                 if any(r["seed"] == seed for r in entry["runs"]):
                     continue
-                entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start))
+                entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, test_epochs))
                 metrics = [m for m in entry["runs"][-1]["epochs"][-1] if m not in ("epoch", "loss")]
                 entry["final"] = {m: harness.final(entry["runs"], m) for m in metrics}
                 entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])

@@ -18,6 +18,7 @@ Phases (each adds to `evidence/results/potential_field.json`, under the start):
     python evidence/potential_field.py                              # every phase, random start
     python evidence/potential_field.py validation --start glyphs
     python evidence/potential_field.py test --methods proxy_anchor --noise 0.2  # one phase, method, noise
+    python evidence/potential_field.py validation test --start glyphs --epochs 6,6  # validation and test epochs
 """
 import json
 import os
@@ -140,14 +141,14 @@ def load_results():
     return json.load(open(path)) if os.path.exists(path) else {}
 
 
-SETTINGS = {"epochs": EPOCHS, "seeds": list(SEEDS), "label_noise": NOISE,
+SETTINGS = {"epochs": "per start, under its 'epochs' (default 12)", "seeds": list(SEEDS), "label_noise": NOISE,
             "embedder": "64-d; backbone by start", "starts": harness.STARTS, "batches": "P x K = 16 x 4",
             "optimizer": "Adam (learning rate per setting), proxies at 100x",
             "validation": "a quarter of the training characters held out (harness.load('validation'))"}
 
 
-def run_setting(setting, seed, mode, data, start, label_noise=0.0):
-    return harness.run(criterion(setting), seed=seed, epochs=EPOCHS, mode=mode, data=data,
+def run_setting(setting, seed, mode, data, start, epochs, label_noise=0.0):
+    return harness.run(criterion(setting), seed=seed, epochs=epochs, mode=mode, data=data,
                        **harness.start_options(start), learning_rate=setting["learning_rate"],
                        warmup_epochs=setting["warmup_epochs"],
                        label_noise=label_noise)
@@ -157,7 +158,12 @@ def main(arguments):
     start, rest = harness.start_from_arguments(arguments)
     methods, rest = harness.list_option(rest, "--methods", METHODS)
     noises, rest = harness.list_option(rest, "--noise", (0.0, NOISE), float)
+    (validation_epochs, test_epochs), rest = harness.epochs_from_arguments(rest, EPOCHS, EPOCHS)
     phases = rest or ["operating_point", "validation", "test"]
+    if "validation" in phases:
+        harness.update(PAGE, start, {"epochs": {"validation": validation_epochs}}, SETTINGS)
+    if "test" in phases:
+        harness.update(PAGE, start, {"epochs": {"test": test_epochs}}, SETTINGS)
     if "operating_point" in phases and start == "random":
         harness.update(PAGE, "operating_point", operating_point(harness.load("validation")), SETTINGS)
     if "validation" in phases:
@@ -166,7 +172,7 @@ def main(arguments):
             done = load_results().get(start, {}).get("validation", {})
             if setting["method"] not in methods or name in done:
                 continue
-            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start)}
+            entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start, validation_epochs)}
             harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
             print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
@@ -182,7 +188,7 @@ def main(arguments):
                         "setting": validation[choice[method]]["setting"], "label_noise": noise, "runs": []}
                     if any(r["seed"] == seed for r in entry["runs"]):
                         continue
-                    entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, noise))
+                    entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, test_epochs, noise))
                     for metric in ("recall@1", "map_at_r"):
                         entry[metric] = harness.final(entry["runs"], metric)
                     entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])
