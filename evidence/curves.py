@@ -24,11 +24,17 @@ COLOURS = {"potential_field": "C0", "proxy_anchor": "C1", "multi_similarity": "C
            "triplet": "C1", "triplet_hard": "C2", "pddm": "C0"}  # one colour per method on every panel
 
 
+def test_section(results, start):
+    """The start's test rows with the most epochs: `longer_test` (the chosen settings run to the
+    full budget) where a reduced `test` budget was extended, else `test`."""
+    return "longer_test" if results.get(start, {}).get("longer_test") else "test"
+
+
 def curves(results, start, metric="recall@1", keep=lambda entry: True):
     """`{label: (means, stds)}` of `metric` after each epoch, over the seeds of the test entries
     of one start that `keep` accepts."""
     out = {}
-    for name, entry in results.get(start, {}).get("test", {}).items():
+    for name, entry in results.get(start, {}).get(test_section(results, start), {}).items():
         if keep(entry) and entry.get("runs"):
             per_epoch = np.array([[e[metric] for e in run["epochs"]] for run in entry["runs"]]) * 100
             stds = per_epoch.std(0, ddof=1) if len(per_epoch) > 1 else np.zeros(per_epoch.shape[1])

@@ -15,12 +15,15 @@ Phases (each adds to `evidence/results/potential_field.json`, under the start):
   from the random start; MAP@R first from the glyph start, where every setting's
   Recall@1 is 0.97-0.99: `harness.STARTS`);
 - `test`: the three chosen settings on the test characters, 3 seeds, clean and with 20%
-  label noise (hyperparameters chosen on clean validation characters).
+  label noise (hyperparameters chosen on clean validation characters);
+- `longer_test`: the same for the full 12 epochs, under `longer_test`, where `--epochs`
+  gave `test` a reduced budget: whether a method was stopped while still rising.
 
     python evidence/potential_field.py                              # every phase, random start
     python evidence/potential_field.py validation --start glyphs
     python evidence/potential_field.py test --methods proxy_anchor --noise 0.2  # one phase, method, noise
     python evidence/potential_field.py validation test --start glyphs --epochs 6,6  # validation and test epochs
+    python evidence/potential_field.py longer_test --start glyphs --noise 0.2     # the chosen settings, 12 epochs
 """
 import json
 import os
@@ -178,24 +181,33 @@ def main(arguments):
             harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
             print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
-        validation = load_results()[start]["validation"]
-        choice = {method: harness.chosen(validation, method, start) for method in methods}
-        harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
-        data = harness.load("test")
-        for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
-            for method in methods:
-                for noise in noises:
-                    key = f"{choice[method]}, noise {noise}"
-                    entry = load_results()[start].get("test", {}).get(key) or {
-                        "setting": validation[choice[method]]["setting"], "label_noise": noise, "runs": []}
-                    if any(r["seed"] == seed for r in entry["runs"]):
-                        continue
-                    entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, test_epochs, noise))
-                    for metric in ("recall@1", "map_at_r"):
-                        entry[metric] = harness.final(entry["runs"], metric)
-                    entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])
-                    harness.update(PAGE, start, {"test": {key: entry}}, SETTINGS)
-                    print(start, key, seed, entry["runs"][-1]["epochs"][-1], flush=True)
+        test(start, methods, noises, "test", test_epochs)
+    if "longer_test" in phases:
+        harness.update(PAGE, start, {"epochs": {"longer_test": EPOCHS}}, SETTINGS)
+        test(start, methods, noises, "longer_test", EPOCHS)
+
+
+def test(start, methods, noises, section, epochs):
+    """The settings chosen on validation, trained `epochs` epochs on the test split for
+    every seed and label noise; rows under `section` of the start."""
+    validation = load_results()[start]["validation"]
+    choice = {method: harness.chosen(validation, method, start) for method in methods}
+    harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
+    data = harness.load("test")
+    for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
+        for method in methods:
+            for noise in noises:
+                key = f"{choice[method]}, noise {noise}"
+                entry = load_results()[start].get(section, {}).get(key) or {
+                    "setting": validation[choice[method]]["setting"], "label_noise": noise, "runs": []}
+                if any(r["seed"] == seed for r in entry["runs"]):
+                    continue
+                entry["runs"].append(run_setting(entry["setting"], seed, "test", data, start, epochs, noise))
+                for metric in ("recall@1", "map_at_r"):
+                    entry[metric] = harness.final(entry["runs"], metric)
+                entry["recall@1_per_epoch"] = harness.per_epoch(entry["runs"])
+                harness.update(PAGE, start, {section: {key: entry}}, SETTINGS)
+                print(start, section, key, seed, entry["runs"][-1]["epochs"][-1], flush=True)
 
 
 if __name__ == "__main__":
