@@ -11,11 +11,14 @@ and its load (a shared machine's rate varies with the load; compare runs side by
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 
-from keras_dml.training.pretrain import pretrain
-from keras_dml.training.recipes import PRETRAINING
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout, as the other benchmarks
+
+from keras_dml.training.pretrain import pretrain  # noqa: E402
+from keras_dml.training.recipes import PRETRAINING  # noqa: E402
 
 
 def main():
