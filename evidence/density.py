@@ -35,8 +35,6 @@ Run:  nice -n 5 python -m evidence.density            (sweep, then test; add --r
 """
 import argparse
 import functools
-import json
-import os
 
 import numpy as np
 
@@ -211,7 +209,7 @@ def main():
             sweep["rows"][label(setting)] = row
             save(name("sweep"), sweep, epochs)
     if args.phase in ("all", "sweep", "choose"):
-        sweep = json.load(open(os.path.join(harness.RESULTS, "density.json")))[name("sweep")]
+        sweep = harness.results("density")[name("sweep")]
         best = choose(sweep, grid, args.regime)
         print(name("chosen"), best if best else "none: no setting of the sweep engages", flush=True)
         save(name("chosen"), best and list(best), epochs)
@@ -226,7 +224,7 @@ def main():
             print(name("test_plain"), loss, round(rows[loss]["recall@1"]["mean"], 4), flush=True)
             save(name("test_plain"), {"seeds": seeds, "rows": rows}, epochs)
     if args.phase in ("all", "test-wrapped"):
-        chosen = json.load(open(os.path.join(harness.RESULTS, "density.json"))).get(name("chosen"))
+        chosen = harness.results("density").get(name("chosen"))
         setting = tuple(args.setting) if args.setting else chosen and tuple(chosen)
         if setting is None:
             raise SystemExit(f"{name('chosen')}: no setting chosen (none engaged); pass --setting WEIGHT RHO.")

@@ -138,8 +138,7 @@ def row(runs):
 
 def merged_runs(section, key, runs):
     """`runs` plus the seeds other processes already wrote under `section[key]` (seeds can run in parallel)."""
-    path = os.path.join(harness.RESULTS, f"{PAGE}.json")
-    document = json.load(open(path)) if os.path.exists(path) else {}
+    document = harness.results(PAGE)
     old = document.get(section, {}).get(key, {}).get("runs", [])
     return sorted([r for r in old if r["seed"] not in {n["seed"] for n in runs}] + runs, key=lambda r: r["seed"])
 
@@ -161,7 +160,7 @@ def section_name(phase, start, fonts):
 def chosen_margin(start, positive):
     """The margin chosen on validation groups for `start`, or for the random start when `start`
     has no validation run of its own (the section `margin_from` says which)."""
-    document = json.load(open(os.path.join(harness.RESULTS, f"{PAGE}.json")))
+    document = harness.results(PAGE)
     source = start if section_name("validation", start, "default") in document else "random"
     return document[section_name("validation", source, "default")][positive]["chosen_margin"], source
 
@@ -181,7 +180,7 @@ def picture(path=PICTURE):
     """Draw the `map` section: one panel per start (rows) and positive (columns)."""
     import matplotlib.pyplot as plt
 
-    document = json.load(open(os.path.join(harness.RESULTS, f"{PAGE}.json")))
+    document = harness.results(PAGE)
     maps = document["map"]
     starts = [s for s in ("random", "glyphs") if s in maps]
     positives = ("hard", "all", "easy")

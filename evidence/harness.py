@@ -122,6 +122,15 @@ def chosen(validation, method, start):
     return max(candidates, key=lambda k: choice_key(candidates[k]["run"]["epochs"][-1], start))
 
 
+def record_choice(page, start, methods, settings):
+    """The start's validation rows of `page` and `{method: name}` of each method's chosen
+    setting (`chosen`), which it records under the start's `chosen_on_validation`."""
+    validation = results(page)[start]["validation"]
+    choice = {method: chosen(validation, method, start) for method in methods}
+    update(page, start, {"chosen_on_validation": choice}, settings)
+    return validation, choice
+
+
 def choice_key(metrics, start):
     """The tuple that ranks settings of `start` by their `metrics` (`STARTS[start]["choose_by"]`)."""
     return tuple(metrics[m] for m in STARTS[start]["choose_by"])
@@ -254,6 +263,12 @@ def per_epoch(runs, metric="recall@1"):
     return [summary(r["epochs"][e][metric] for r in runs) for e in range(len(runs[0]["epochs"]))]
 
 
+def results(page):
+    """The contents of `results/<page>.json`, or `{}` before the page's first run."""
+    path = os.path.join(RESULTS, f"{page}.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
 def write(page, payload):
     """Write `{"dataset", "font_inventory", "machine", **payload}` to `results/<page>.json` atomically."""
     os.makedirs(RESULTS, exist_ok=True)
@@ -279,7 +294,7 @@ def update(page, section, content, settings):
     path = os.path.join(RESULTS, f"{page}.json")
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        document = json.load(open(path)) if os.path.exists(path) else {}
+        document = results(page)
         for key in ("dataset", "font_inventory", "machine"):
             document.pop(key, None)
         document["settings"] = settings

@@ -22,7 +22,6 @@ Phases (each adds to `evidence/results/pddm.json`, under the start):
     python evidence/pddm.py test --methods pddm         # one phase, one method
     python evidence/pddm.py validation test --start glyphs --epochs 6,5  # validation and test epochs
 """
-import json
 import os
 import sys
 
@@ -108,11 +107,6 @@ def operating_point(data):
     }
 
 
-def load_results():
-    path = os.path.join(harness.RESULTS, f"{PAGE}.json")
-    return json.load(open(path)) if os.path.exists(path) else {}
-
-
 SETTINGS = {"epochs": "per start, under its 'epochs' (defaults: validation 10, test 5)", "seeds": list(SEEDS), "embedder": "64-d; backbone by start", "starts": harness.STARTS,
             "batches": "P x K = 16 x 4",
             "optimizer": "Adam (learning rate per setting)",
@@ -140,20 +134,18 @@ def main(arguments):
     if "validation" in phases:
         data = harness.load("validation")
         for name, setting in grid(start).items():
-            if setting["method"] not in methods or name in load_results().get(start, {}).get("validation", {}):
+            if setting["method"] not in methods or name in harness.results(PAGE).get(start, {}).get("validation", {}):
                 continue
             entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start, validation_epochs)}
             harness.update(PAGE, start, {"validation": {name: entry}}, SETTINGS)
             print(start, name, [round(e["recall@1"], 3) for e in entry["run"]["epochs"]], flush=True)
     if "test" in phases:
-        validation = load_results()[start]["validation"]
-        choice = {method: harness.chosen(validation, method, start) for method in methods}
-        harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
+        validation, choice = harness.record_choice(PAGE, start, methods, SETTINGS)
         data = harness.load("test")
         for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
             for method in methods:
                 key = choice[method]
-                entry = load_results()[start].get("test", {}).get(key) or {
+                entry = harness.results(PAGE)[start].get("test", {}).get(key) or {
                     "setting": validation[key]["setting"], "runs": []}
                 if any(r["seed"] == seed for r in entry["runs"]):
                     continue

@@ -25,7 +25,6 @@ Phases (each adds to `evidence/results/potential_field.json`, under the start):
     python evidence/potential_field.py validation test --start glyphs --epochs 6,6  # validation and test epochs
     python evidence/potential_field.py longer_test --start glyphs --noise 0.2     # the chosen settings, 12 epochs
 """
-import json
 import os
 import sys
 
@@ -141,11 +140,6 @@ def operating_point(data):
     return result
 
 
-def load_results():
-    path = os.path.join(harness.RESULTS, f"{PAGE}.json")
-    return json.load(open(path)) if os.path.exists(path) else {}
-
-
 SETTINGS = {"epochs": "per start, under its 'epochs' (default 12)", "seeds": list(SEEDS), "label_noise": NOISE,
             "embedder": "64-d; backbone by start", "starts": harness.STARTS, "batches": "P x K = 16 x 4",
             "optimizer": "Adam (learning rate per setting), proxies at 100x",
@@ -174,7 +168,7 @@ def main(arguments):
     if "validation" in phases:
         data = harness.load("validation")
         for name, setting in grid(start).items():
-            done = load_results().get(start, {}).get("validation", {})
+            done = harness.results(PAGE).get(start, {}).get("validation", {})
             if setting["method"] not in methods or name in done:
                 continue
             entry = {"setting": setting, "run": run_setting(setting, 0, "validation", data, start, validation_epochs)}
@@ -190,15 +184,13 @@ def main(arguments):
 def test(start, methods, noises, section, epochs):
     """The settings chosen on validation, trained `epochs` epochs on the test split for
     every seed and label noise; rows under `section` of the start."""
-    validation = load_results()[start]["validation"]
-    choice = {method: harness.chosen(validation, method, start) for method in methods}
-    harness.update(PAGE, start, {"chosen_on_validation": choice}, SETTINGS)
+    validation, choice = harness.record_choice(PAGE, start, methods, SETTINGS)
     data = harness.load("test")
     for seed in SEEDS:  # seed by seed, so that a partial run compares like with like
         for method in methods:
             for noise in noises:
                 key = f"{choice[method]}, noise {noise}"
-                entry = load_results()[start].get(section, {}).get(key) or {
+                entry = harness.results(PAGE)[start].get(section, {}).get(key) or {
                     "setting": validation[choice[method]]["setting"], "label_noise": noise, "runs": []}
                 if any(r["seed"] == seed for r in entry["runs"]):
                     continue
