@@ -32,10 +32,12 @@ def test_section(results, start):
 
 def curves(results, start, metric="recall@1", keep=lambda entry: True):
     """`{label: (means, stds)}` of `metric` after each epoch, over the seeds of the test entries
-    of one start that `keep` accepts."""
+    of one start that `keep` accepts, for the settings now chosen on validation (rows of an
+    earlier choice stay in the results file, not in the picture)."""
     out = {}
+    chosen = set(results.get(start, {}).get("chosen_on_validation", {}).values())
     for name, entry in results.get(start, {}).get(test_section(results, start), {}).items():
-        if keep(entry) and entry.get("runs"):
+        if name.split(", noise")[0] in chosen and keep(entry) and entry.get("runs"):
             per_epoch = np.array([[e[metric] for e in run["epochs"]] for run in entry["runs"]]) * 100
             stds = per_epoch.std(0, ddof=1) if len(per_epoch) > 1 else np.zeros(per_epoch.shape[1])
             out[f"{name.split(', noise')[0]} (n={len(per_epoch)})"] = (per_epoch.mean(0).tolist(), stds.tolist())

@@ -49,21 +49,27 @@ LOSSES = {"potential_field": PotentialFieldLoss, "proxy_anchor": ProxyAnchorLoss
 
 
 def grid(start):
-    """name -> setting: `{"method", "loss" (its arguments), "learning_rate", "warmup_epochs"}`."""
-    rates = (1e-3, 3e-3) if start == "random" else (1e-4, 1e-3)
-    low, high = rates
+    """name -> setting: `{"method", "loss" (its arguments), "learning_rate", "warmup_epochs"}`.
 
-    def setting(method, lr=low, warmup=0, **loss):
+    Each method's defaults at two learning rates, and its variants (margins, radii, warm-up)
+    at the lower one; from the glyph start, where the higher rate won every method's
+    defaults, at both."""
+    rates = (1e-3, 3e-3) if start == "random" else (1e-4, 1e-3)
+    variant_rates = rates[:1] if start == "random" else rates
+
+    def setting(method, lr, warmup=0, **loss):
         return {"method": method, "loss": loss, "learning_rate": lr, "warmup_epochs": warmup}
 
     settings = {
-        "potential_field": [setting("potential_field"), setting("potential_field", high),
-                            setting("potential_field", radius_ratio=None),
-                            setting("potential_field", warmup=1, radius_ratio=None)],
-        "proxy_anchor": [setting("proxy_anchor"), setting("proxy_anchor", high),
-                         setting("proxy_anchor", delta=0.2), setting("proxy_anchor", alpha=16.0)],
-        "multi_similarity": [setting("multi_similarity"), setting("multi_similarity", high),
-                             setting("multi_similarity", epsilon=0.2), setting("multi_similarity", base=0.7)],
+        "potential_field": [setting("potential_field", lr) for lr in rates]
+        + [s for lr in variant_rates for s in (setting("potential_field", lr, radius_ratio=None),
+                                               setting("potential_field", lr, warmup=1, radius_ratio=None))],
+        "proxy_anchor": [setting("proxy_anchor", lr) for lr in rates]
+        + [s for lr in variant_rates for s in (setting("proxy_anchor", lr, delta=0.2),
+                                               setting("proxy_anchor", lr, alpha=16.0))],
+        "multi_similarity": [setting("multi_similarity", lr) for lr in rates]
+        + [s for lr in variant_rates for s in (setting("multi_similarity", lr, epsilon=0.2),
+                                               setting("multi_similarity", lr, base=0.7))],
     }
     return {name_of(s): s for method in METHODS for s in settings[method]}
 
