@@ -6,7 +6,8 @@ only NumPy, the peer and `bench/common.py` (standard library at import), never k
 
     pytorch-metric-learning 2.9:
         python3 -m venv /work/peers/pml
-        /work/peers/pml/bin/pip install torch pytorch-metric-learning==2.9.0 faiss-cpu numpy
+        /work/peers/pml/bin/pip install torch==2.13.0 pytorch-metric-learning==2.9.0 faiss-cpu numpy
+    (pin a CPU build of torch: an unpinned `torch` can pull a CUDA build of several GB)
     tensorflow-similarity 0.17.1 (it trains only under legacy Keras 2):
         python3 -m venv /work/peers/tfsim
         /work/peers/tfsim/bin/pip install tensorflow-cpu tf-keras tensorflow-similarity==0.17.1 numpy
