@@ -137,6 +137,27 @@ def test_stateless_losses_work_in_metric_model_and_in_plain_models():
     assert np.isfinite(history.history["loss"][0])
 
 
+def test_metric_model_passes_sample_weight_to_its_criterion():
+    """fit's sample_weight reaches a criterion that weighs anchors: the step's loss is the
+    criterion's weighted loss, and a zero weight removes an anchor from it."""
+    x, labels = clusters()
+    weights = np.where(np.arange(len(x)) % 3 == 0, 0.0, 2.0).astype("float32")
+    model = MetricModel(embedder(), TripletLoss(margin=0.5, reduction="mean_with_sample_weight"))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=True)
+    history = model.fit(x, labels, sample_weight=weights, batch_size=len(x), epochs=1, verbose=0)
+    embeddings = model.predict(x, verbose=0)
+    expected = TripletLoss(margin=0.5, reduction="mean_with_sample_weight")(labels, embeddings, sample_weight=weights)
+    unweighted = TripletLoss(margin=0.5)(labels, embeddings)
+    assert abs(float(expected) - float(unweighted)) > 1e-3  # the weights change the loss
+    np.testing.assert_allclose(history.history["loss"][0], float(expected), rtol=1e-5)
+    history = model.fit(x, labels, class_weight={0: 1.0, 1: 1.0, 2: 0.0, 3: 0.0}, batch_size=len(x),
+                        epochs=1, verbose=0)
+    kept = labels < 2
+    subset = TripletLoss(margin=0.5, reduction="mean_with_sample_weight")(
+        labels, embeddings, sample_weight=kept.astype("float32"))
+    np.testing.assert_allclose(history.history["loss"][0], float(subset), rtol=1e-5)
+
+
 def test_metric_model_rejects_misuse():
     x, labels = clusters()
     model = MetricModel(embedder(), ProxyAnchorLoss(4, 8))
@@ -147,7 +168,7 @@ def test_metric_model_rejects_misuse():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="labels"):
         model.fit(x, batch_size=16, epochs=1, verbose=0)
-    with pytest.raises(ValueError, match="sample_weight"):
+    with pytest.raises(ValueError, match="ProxyAnchorLoss does not take sample_weight"):
         model.fit(x, labels, sample_weight=np.ones(len(x)), batch_size=16, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="criterion"):
         MetricModel(embedder(), "triplet")

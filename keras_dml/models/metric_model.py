@@ -14,6 +14,10 @@ class MetricModel(keras.Model):
     a PDDM unit) together; compile it with an optimizer only, no `loss=`. `predict`
     returns embeddings. Checkpoints and `.keras` files hold both parts; `model.embedder`
     is the part to export and serve. The criterion may also be a stateless keras_dml loss.
+    `fit(..., sample_weight=w)` (or `class_weight=`) passes each batch's weights to the
+    criterion, which weighs each anchor's term, or refuses them with a `ValueError` where
+    its terms are not one per anchor (proxy losses, PDDM); the embedder's own
+    regularisation losses are not weighted, as in Keras.
 
     Example:
 
@@ -53,9 +57,8 @@ class MetricModel(keras.Model):
             )
         if y is None:
             raise ValueError("MetricModel needs labels: call fit(x, labels) or fit on (x, labels) batches.")
-        if sample_weight is not None:
-            raise ValueError("MetricModel does not take sample_weight: its criterion averages over the batch.")
-        loss = self.criterion(y, y_pred)
+        weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+        loss = self.criterion(y, y_pred, **weighted)  # a criterion without per-anchor terms refuses weights
         for extra in self.losses:  # a replica's share, like the criterion's, under tf.distribute
             loss = loss + distributed.replica_share(ops.cast(ops.sum(extra), loss.dtype))
         return loss
