@@ -168,6 +168,8 @@ def test_metric_model_rejects_misuse():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="labels"):
         model.fit(x, batch_size=16, epochs=1, verbose=0)
+    model = MetricModel(embedder(), ProxyAnchorLoss(4, 8))  # a fresh one: a failed fit leaves JAX's variables unset
+    model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="ProxyAnchorLoss does not take sample_weight"):
         model.fit(x, labels, sample_weight=np.ones(len(x)), batch_size=16, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="criterion"):
