@@ -122,6 +122,21 @@ def test_export_matches_this_backends_embedder(digits, tmp_path):
     np.testing.assert_allclose(session.run(["embeddings"], {"images": pixels})[0], expected, atol=1e-4, rtol=0)
 
 
+def test_keras_dml_train_runs_a_recipe_on_this_backend(tmp_path):
+    """`keras-dml train`'s path (tf.data P x K batches, XLA or torch.compile, retrieval
+    evaluation each epoch, the run directory): under PyTorch the evaluation once failed in
+    torch.compile on np.asarray's read-only view of a tf.data batch."""
+    pytest.importorskip("tensorflow")
+    from keras_dml import training
+    from keras_dml.training import RunDir
+
+    config = {**training.get_recipe("digits-triplet-easy"), "epochs": 2, "steps_per_epoch": 2,
+              "classes_per_batch": 5, "samples_per_class": 4, "jit_compile": True}
+    _, metrics = training.train(config, tmp_path / "run", verbose=0)
+    assert [entry["epoch"] for entry in RunDir(tmp_path / "run").history()] == [1, 2]
+    assert 0.0 < metrics["recall@1"] <= 1.0
+
+
 def test_what_needs_tensorflow_says_so_on_this_backend():
     backend = keras.backend.backend()
     with pytest.raises(ValueError, match=f"strategy='mirrored' trains under tf.distribute.*backend is {backend}"):

@@ -78,7 +78,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
                 break
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("a dataset given to RetrievalEvaluation must yield (x, y) batches.")
-            x = keras.tree.map_structure(np.asarray, batch[0])  # tf tensors -> any backend
+            # tf tensors -> any backend; a copy, since np.asarray's read-only view of a tf.data
+            # batch breaks torch.compile ("Expected np.nditer base, got memoryview")
+            x = keras.tree.map_structure(np.array, batch[0])
             embeddings.append(_embeddings(self.model.predict_on_batch(x)))
             labels.append(np.asarray(batch[1]).reshape(-1))
         if not embeddings:
